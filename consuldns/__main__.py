@@ -1,0 +1,3 @@
+from consuldns.cli import main
+
+main()

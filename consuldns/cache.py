@@ -1,0 +1,186 @@
+"""CACHE: what may be cached and for how long (RFC 2308, RFC 8767), and the bounded store.
+
+The rules live in one pure function, `classify`; the store is an LRU map from the
+normalised question (see wire.Query.key) to an Entry holding a rendered reply template.
+The clock is injected so tests control time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from cachetools import LRUCache
+
+from consuldns import wire
+from consuldns.template import Template
+
+
+class Kind(Enum):
+    """What an upstream reply means for the cache."""
+
+    POSITIVE = "positive"
+    NEGATIVE = "negative"  # NXDOMAIN or NODATA with an SOA (RFC 2308)
+    SERVFAIL = "servfail"
+    UNCACHEABLE = "uncacheable"
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Per-zone cache settings, in seconds."""
+
+    min_ttl: int = 0
+    max_ttl: int = 86400
+    neg_min_ttl: int = 0
+    neg_max_ttl: int = 3600
+    servfail_ttl: int = 2
+    stale_window: int = 3600
+    stale_ttl: int = 30
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How to store one reply: its kind, how long it stays fresh and each record's TTL."""
+
+    kind: Kind
+    lifetime: int
+    ttls: list[int]
+
+
+def classify(reply: wire.Reply, policy: CachePolicy) -> Decision:
+    """Decide whether and how long a reply is cached, and the TTLs clients are shown."""
+    original = [r.ttl for r in reply.records]
+    if reply.truncated or not policy.enabled:
+        return Decision(Kind.UNCACHEABLE, 0, original)
+    if reply.rcode == wire.SERVFAIL:
+        return Decision(Kind.SERVFAIL, policy.servfail_ttl, original)
+    if reply.rcode not in (wire.NOERROR, wire.NXDOMAIN):
+        return Decision(Kind.UNCACHEABLE, 0, original)  # REFUSED, FORMERR, NOTIMP, ...
+    if reply.rcode == wire.NOERROR and _answers_question(reply):
+        ttls = [_clamp(ttl, policy.min_ttl, policy.max_ttl) for ttl in original]
+        lifetime = min(t for r, t in zip(reply.records, ttls) if r.section == 0)
+        return Decision(Kind.POSITIVE, lifetime, ttls)
+    soa = next((r for r in reply.records if r.section == 1 and r.rtype == wire.SOA), None)
+    if soa is None:
+        # RFC 2308 §5: without an SOA a negative answer carries no lifetime to cache it by.
+        return Decision(Kind.UNCACHEABLE, 0, original)
+    negative = min(soa.ttl, wire.soa_minimum(soa.rdata))
+    lifetime = _clamp(negative, policy.neg_min_ttl, policy.neg_max_ttl)
+    ttls = [lifetime if r is soa else min(t, lifetime) for r, t in zip(reply.records, original)]
+    return Decision(Kind.NEGATIVE, lifetime, ttls)
+
+
+def _answers_question(reply: wire.Reply) -> bool:
+    """True when the answer holds the asked type (or any type for ANY) at the end of CNAMEs."""
+    for record in reply.records:
+        if record.section != 0:
+            break
+        if record.rtype == reply.qtype or reply.qtype == wire.ANY:
+            return True
+        if record.rtype not in (wire.CNAME, wire.DNAME):
+            return True  # an answer of another type still answers (e.g. Consul's A for TXT)
+    return False
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(value, high))
+
+
+class Entry:
+    """A cached reply: its template, when it stops being fresh, and until when it may go stale."""
+
+    __slots__ = ("template", "kind", "stored", "expires", "stale_until", "zone", "hits",
+                 "refreshing", "_age", "_records")
+
+    def __init__(self, template: Template, kind: Kind, stored: float, lifetime: int,
+                 stale_window: int, zone: str):
+        self.template = template
+        self.kind = kind
+        self.stored = stored
+        self.expires = stored + lifetime
+        self.stale_until = self.expires + stale_window
+        self.zone = zone
+        self.hits = 0
+        self.refreshing = False
+        self._age = 0
+        self._records = template.records
+
+    @property
+    def servable_stale(self) -> bool:
+        """Only answers with data go stale: a stale NXDOMAIN would hide a recovered service."""
+        return self.kind is Kind.POSITIVE
+
+    def records_at(self, now: float) -> tuple[bytes, ...]:
+        """The records with their TTLs counted down to now (memoised per whole second)."""
+        age = int(now - self.stored)
+        if age != self._age:
+            self._age = age
+            self._records = with_ttls(self.template, [max(t - age, 0) for t in self.template.ttls])
+        return self._records
+
+
+def with_ttls(template: Template, ttls: list[int]) -> tuple[bytes, ...]:
+    """The template's records with each TTL field replaced."""
+    out = []
+    for record, offset, ttl in zip(template.records, template.ttl_offsets, ttls):
+        out.append(record[:offset] + wire.U32.pack(ttl) + record[offset + 4:])
+    return tuple(out)
+
+
+class _CountingLRU(LRUCache):
+    """An LRU map that counts evictions."""
+
+    evictions = 0
+
+    def popitem(self):  # type: ignore[override]
+        self.evictions += 1
+        return super().popitem()
+
+
+class Cache:
+    """The bounded reply cache."""
+
+    def __init__(self, size: int, now: Callable[[], float] = time.monotonic):
+        self.now = now
+        self._entries: _CountingLRU = _CountingLRU(maxsize=max(size, 1))
+        self.enabled = size > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def evictions(self) -> int:
+        return self._entries.evictions
+
+    def get(self, key: bytes) -> Entry | None:
+        """The entry for key, fresh or within its stale window; None otherwise."""
+        entry = self._entries.get(key)
+        if entry is not None and self.now() > entry.stale_until:
+            del self._entries[key]
+            return None
+        return entry
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        if self.enabled:
+            self._entries[key] = entry
+
+    def flush(self, name: bytes | None = None, zones: set[str] | None = None) -> int:
+        """Drop every entry, those for one name (any type), or those of some zones."""
+        if name is None and zones is None:
+            count = len(self._entries)
+            self._entries.clear()
+            return count
+        folded = name.lower() if name is not None else None
+        doomed = [key for key, entry in self._entries.items()
+                  if (folded is not None and key[:len(folded)] == folded
+                      and len(key) == len(folded) + 5)
+                  or (zones is not None and entry.zone in zones)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
+    def items(self) -> list[tuple[bytes, Entry]]:
+        return list(self._entries.items())

@@ -1,0 +1,115 @@
+"""The `consuldns` command: options only; the work happens in app.py and querycmd.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from consuldns import __version__
+from consuldns.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="A caching DNS forwarder for hosts that run a Consul agent.")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"consuldns {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version_callback, is_eager=True, help="Print the version.")] = None,
+) -> None:
+    """consuldns: .consul to the local agent, everything else upstream, cached and shuffled."""
+
+
+def _load_settings(config: Optional[Path]):
+    from consuldns import config as config_module
+
+    path = config or (Path(os.environ["CONSULDNS_CONFIG"]) if os.environ.get(
+        "CONSULDNS_CONFIG") else None)
+    return config_module.load(path) if path else config_module.Settings()
+
+
+@app.command()
+def serve(
+    config: Annotated[Optional[Path], typer.Option(
+        help="TOML config file (default: $CONSULDNS_CONFIG, else built-in defaults).")] = None,
+    listen: Annotated[Optional[list[str]], typer.Option(
+        help="HOST:PORT to serve UDP and TCP on; repeatable; IPv6 as [::1]:53.")] = None,
+    consul: Annotated[Optional[str], typer.Option(
+        help="The Consul agent's DNS address (default 127.0.0.1:8600).")] = None,
+    upstream: Annotated[Optional[list[str]], typer.Option(
+        help="Upstream resolver HOST[:PORT] for other names; repeatable "
+             "(default: nameservers of /etc/resolv.conf).")] = None,
+    domain: Annotated[Optional[str], typer.Option(help="The Consul domain (default consul).")]
+    = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Processes sharing the port with SO_REUSEPORT.")] = None,
+    admin: Annotated[Optional[str], typer.Option(
+        help="Admin HTTP HOST:PORT for /metrics, /health, /ready; 'off' disables it.")] = None,
+    user: Annotated[Optional[str], typer.Option(
+        help="User to switch to after binding (default nobody when root).")] = None,
+    log_queries: Annotated[Optional[bool], typer.Option(
+        "--log-queries", help="Log one line per query.")] = None,
+    log_level: Annotated[Optional[str], typer.Option(
+        help="debug, info, warning or error.")] = None,
+) -> None:
+    """Serve DNS on UDP and TCP."""
+    from consuldns import app as app_module
+    from consuldns.config import with_overrides
+
+    try:
+        settings = with_overrides(
+            _load_settings(config), listen=listen, consul=consul, upstream=upstream,
+            domain=domain, workers=workers, admin=admin, user=user, log_queries=log_queries,
+            log_level=log_level)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    raise typer.Exit(code=app_module.run(settings))
+
+
+@app.command()
+def query(
+    name: Annotated[str, typer.Argument(help="The name to look up.")],
+    qtype: Annotated[str, typer.Argument(metavar="TYPE", help="Record type (default A).")] = "A",
+    server: Annotated[str, typer.Option(help="Server HOST:PORT to ask.")] = "127.0.0.1:53",
+    tcp: Annotated[bool, typer.Option("--tcp", help="Ask over TCP.")] = False,
+    dnssec: Annotated[bool, typer.Option("--dnssec", help="Set the DO bit.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a reply.")] = 3.0,
+) -> None:
+    """Ask a server like dig would; exit 0 answer, 1 negative, 2 usage, 3 no reply."""
+    from consuldns import querycmd
+
+    try:
+        request = querycmd.Request.from_text(name, qtype, server, tcp=tcp, dnssec=dnssec,
+                                             timeout=timeout)
+    except ValueError as exc:
+        typer.echo(f"consuldns query: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    raise typer.Exit(code=querycmd.run(request, json_output=json_output))
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="The TOML file to check.")]) -> None:
+    """Validate a config file: exit 0 when valid, else one line per problem."""
+    from consuldns import config as config_module
+
+    try:
+        config_module.load(file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{file}: ok")
+
+
+def main() -> None:
+    app(prog_name="consuldns")

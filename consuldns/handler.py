@@ -1,0 +1,190 @@
+"""The per-query pipeline: parse -> policy -> route -> cache -> forward -> store -> shape.
+
+`answer_now` is the synchronous fast path (bad input, policy answers and fresh cache hits):
+it returns the reply bytes, b"" to drop the packet, or the parsed Query when the answer needs
+an upstream exchange, which `resolve` does. This is the only module that maps errors to
+rcodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from consuldns import answer, wire
+from consuldns.cache import Cache, Entry, Kind, classify, with_ttls
+from consuldns.errors import FormatError, MalformedPacket, UpstreamError
+from consuldns.router import Route, Router
+from consuldns.stats import Stats
+from consuldns.template import Template, render
+from consuldns.upstream import Answer, Question
+
+log = logging.getLogger("consuldns.handler")
+
+ZONE_TRANSFER_TYPES = frozenset({251, 252})  # IXFR, AXFR
+RFC8482_HINFO = b"\x07RFC8482\x00"  # HINFO "RFC8482" "" (RFC 8482 §4.2)
+RFC8482_TTL = 3600
+
+
+class Handler:
+    """Answers queries; shared by every listener of one process."""
+
+    def __init__(self, router: Router, cache: Cache, *, stats: Stats | None = None,
+                 timeout: float = 2.0, max_udp: int = 1232, shuffle_addresses: bool = True,
+                 shuffle_srv: bool = True, rng: random.Random | None = None,
+                 now: Callable[[], float] = time.monotonic,
+                 query_log: Callable[..., None] | None = None):
+        self.router = router
+        self.cache = cache
+        self.stats = stats or Stats()
+        self.timeout = timeout
+        self.max_udp = max_udp
+        self.shuffle_addresses = shuffle_addresses
+        self.shuffle_srv = shuffle_srv
+        self.rng = rng or random.Random()
+        self.now = now
+        self.query_log = query_log
+        self._inflight: dict[bytes, asyncio.Future[Answer]] = {}
+        self._background: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------ fast path
+
+    def answer_now(self, data: bytes, tcp: bool) -> bytes | wire.Query:
+        """Reply bytes, b"" to drop, or the Query when an upstream must be asked."""
+        try:
+            query = wire.parse_query(data)
+        except MalformedPacket:
+            self.stats.dropped += 1
+            return b""
+        except FormatError as exc:
+            self.stats.malformed += 1
+            return wire.error_reply(data, None, exc.rcode, max_udp=self.max_udp)
+        special = self._policy_answer(data, query)
+        if special is not None:
+            return special
+        entry = self.cache.get(query.key)
+        if entry is not None and self.now() < entry.expires:
+            self.stats.cache_hits += 1
+            entry.hits += 1
+            records = entry.records_at(self.now())
+            return self._shape(entry.template, records, query, tcp)
+        return query
+
+    def _policy_answer(self, data: bytes, query: wire.Query) -> bytes | None:
+        if query.edns_version != 0:
+            return wire.error_reply(data, query, wire.BADVERS, max_udp=self.max_udp)
+        if query.qclass != wire.CLASS_IN:
+            self.stats.refused += 1
+            return wire.error_reply(data, query, wire.REFUSED, max_udp=self.max_udp)
+        if query.qtype in ZONE_TRANSFER_TYPES or query.qtype == wire.OPT:
+            return wire.error_reply(data, query, wire.NOTIMP, max_udp=self.max_udp)
+        if query.qtype == wire.ANY:
+            return self._minimal_any(data, query)
+        return None
+
+    def _minimal_any(self, data: bytes, query: wire.Query) -> bytes:
+        """RFC 8482: answer ANY with one synthesised HINFO record instead of everything."""
+        record = (b"\xc0\x0c" + wire.RR_FIXED.pack(13, wire.CLASS_IN, RFC8482_TTL,
+                                                     len(RFC8482_HINFO)) + RFC8482_HINFO)
+        flags = wire.QR | wire.RA | (query.flags & (wire.RD | wire.CD))
+        opt = wire.opt_record(self.max_udp, do=query.do) if query.has_opt else b""
+        counts = wire.COUNTS.pack(1, 1, 0, 1 if opt else 0)
+        return (wire.TYPE_CLASS.pack(query.id, flags) + counts + data[12:query.question_end]
+                + record + opt)
+
+    def refused(self, data: bytes) -> bytes:
+        """REFUSED for a client outside the allowed networks (never recursion for them)."""
+        self.stats.refused += 1
+        try:
+            query = wire.parse_query(data)
+        except MalformedPacket:
+            return b""
+        except FormatError:
+            query = None
+        return wire.error_reply(data, query, wire.REFUSED, max_udp=self.max_udp)
+
+    def _shape(self, template: Template, records: tuple[bytes, ...], query: wire.Query,
+               tcp: bool) -> bytes:
+        records = answer.shuffled(records, template.runs, self.rng)
+        limit = 0 if tcp else answer.udp_limit(query, self.max_udp)
+        reply = answer.build(template, records, query, limit, max_udp=self.max_udp)
+        if reply[2] & 0x02:
+            self.stats.truncated += 1
+        return reply
+
+    # ------------------------------------------------------------ slow path
+
+    async def resolve(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
+        """Answer a cache miss (or an expired entry) from upstream, or stale, or SERVFAIL."""
+        route = self.router.route(query.qname)
+        self.stats.cache_misses += 1
+        try:
+            template = await self._fetch(query, route)
+        except UpstreamError as exc:
+            return self._answer_failure(data, query, route, tcp, exc)
+        return self._shape(template, template.records, query, tcp)
+
+    def _answer_failure(self, data: bytes, query: wire.Query, route: Route, tcp: bool,
+                        exc: UpstreamError) -> bytes:
+        """RFC 8767: an expired positive entry beats SERVFAIL when every server failed."""
+        entry = self.cache.get(query.key)
+        if entry is not None and entry.servable_stale:
+            self.stats.stale += 1
+            ttls = [route.policy.stale_ttl] * len(entry.template.records)
+            return self._shape(entry.template, with_ttls(entry.template, ttls), query, tcp)
+        log.debug("SERVFAIL for %s: %s", wire.name_to_text(query.qname), exc)
+        self.stats.servfail += 1
+        return wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.max_udp)
+
+    async def _fetch(self, query: wire.Query, route: Route) -> Template:
+        """One upstream exchange per key at a time: concurrent identical misses share it."""
+        pending = self._inflight.get(query.key)
+        if pending is not None:
+            self.stats.coalesced += 1
+            return await asyncio.shield(pending)
+        pending = asyncio.get_running_loop().create_future()
+        self._inflight[query.key] = pending
+        try:
+            template = await self._fetch_upstream(query, route)
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # mark retrieved: followers may not exist
+            raise
+        else:
+            pending.set_result(template)
+        finally:
+            del self._inflight[query.key]
+        return template
+
+    async def _fetch_upstream(self, query: wire.Query, route: Route) -> Template:
+        question = Question(query.qname, query.qtype, query.qclass, query.do, query.cd)
+        got = await self._ask_route(question, route)
+        self.stats.upstream_replies += 1
+        decision = classify(got.reply, route.policy)
+        template = render(got.reply, query.qname, decision.ttls,
+                          shuffle_addresses=self.shuffle_addresses, shuffle_srv=self.shuffle_srv)
+        if decision.kind in (Kind.POSITIVE, Kind.NEGATIVE):
+            entry = Entry(template, decision.kind, self.now(), decision.lifetime,
+                          route.policy.stale_window, route.zone)
+            self.cache.put(query.key, entry)
+        return template
+
+    async def _ask_route(self, question: Question, route: Route) -> Answer:
+        """Ask the route's group; a reverse zone falls back to the default upstreams."""
+        deadline = self.now() + self.timeout
+        if route.fallback is None:
+            return await route.group.resolve(question, deadline)
+        first_deadline = self.now() + self.timeout / 2
+        try:
+            got = await route.group.resolve(question, first_deadline)
+            if got.reply.rcode != wire.NXDOMAIN:
+                return got
+        except UpstreamError:
+            pass
+        return await route.fallback.resolve(question, deadline)

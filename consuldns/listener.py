@@ -1,0 +1,256 @@
+"""LISTEN/REPLY: client-facing UDP and TCP sockets. Bytes in, bytes out.
+
+UDP uses a non-blocking socket drained with recvfrom() from a reader callback: asyncio's
+DatagramProtocol allocates a large buffer per datagram and costs several times more per
+packet. Cache hits are answered inside the callback; misses become tasks, capped in number.
+TCP follows RFC 7766: several queries per connection, answered as they complete, idle
+connections closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from consuldns import wire
+from consuldns.acl import AccessList
+from consuldns.handler import Handler
+from consuldns.stats import Stats
+
+log = logging.getLogger("consuldns.listener")
+
+MAX_QUERY_SIZE = 4096  # bigger datagrams are no legitimate query
+DATAGRAMS_PER_WAKEUP = 64  # bound the work of one callback so TCP and timers still run
+PIPELINED_PER_CONNECTION = 32
+TCP_WRITE_BUFFER_LIMIT = 256 * 1024
+
+
+class Limits:
+    """Caps that keep a flood from costing more than the packets themselves."""
+
+    def __init__(self, max_inflight: int = 1000, max_tcp_connections: int = 200,
+                 tcp_idle_timeout: float = 10.0, tcp_read_timeout: float = 5.0):
+        self.max_inflight = max_inflight
+        self.max_tcp_connections = max_tcp_connections
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_read_timeout = tcp_read_timeout
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT or [V6]:PORT into (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected [ADDRESS]:PORT")
+        port = int(rest[1:])
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r}: expected HOST:PORT (IPv6 as [::1]:53)")
+        port = int(port_text)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socket.inet_pton(family, host)
+    if not 0 <= port < 65536:
+        raise ValueError(f"{text!r}: port out of range")
+    return host, port
+
+
+def make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+class Listeners:
+    """All the sockets of one process for one handler; they share the in-flight budget."""
+
+    def __init__(self, handler: Handler, acl: AccessList, limits: Limits, stats: Stats):
+        self.handler = handler
+        self.acl = acl
+        self.limits = limits
+        self.stats = stats
+        self.inflight = 0
+        self.tcp_connections = 0
+        self.tasks: set[asyncio.Task] = set()
+        self._udp: list[socket.socket] = []
+        self._tcp: list[asyncio.Server] = []
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def bind(self, addresses: list[tuple[str, int]], reuse_port: bool = False) -> list:
+        """Bind UDP and TCP sockets for every address (before dropping privileges)."""
+        bound = []
+        for host, port in addresses:
+            udp = make_socket(host, port, socket.SOCK_DGRAM, reuse_port)
+            tcp = make_socket(host, port, socket.SOCK_STREAM, reuse_port)
+            tcp.listen(256)
+            bound.append((host, port, udp, tcp))
+        return bound
+
+    async def start(self, bound: list) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port, udp, tcp in bound:
+            loop.add_reader(udp.fileno(), self._on_udp_readable, udp)
+            self._udp.append(udp)
+            self._tcp.append(await asyncio.start_server(self._serve_tcp, sock=tcp))
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("listening on %s (udp, tcp)", shown)
+
+    async def stop(self, drain_timeout: float = 2.0) -> None:
+        """Stop accepting, let in-flight queries finish (bounded), then close everything."""
+        loop = asyncio.get_running_loop()
+        for sock in self._udp:
+            loop.remove_reader(sock.fileno())
+        for server in self._tcp:
+            server.close()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=drain_timeout)
+        for writer in list(self._tcp_writers):
+            writer.close()
+        for task in list(self.tasks):
+            task.cancel()
+        for sock in self._udp:
+            sock.close()
+
+    # ------------------------------------------------------------ UDP
+
+    def _on_udp_readable(self, sock: socket.socket) -> None:
+        handler = self.handler
+        for _ in range(DATAGRAMS_PER_WAKEUP):
+            try:
+                data, client = sock.recvfrom(MAX_QUERY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. an ICMP error queued on the socket
+            self.stats.queries["udp"] += 1
+            if not self.acl.allows(client[0]):
+                self._send(sock, self.handler.refused(data), client)
+                continue
+            result = handler.answer_now(data, False)
+            if result.__class__ is bytes:
+                if result:
+                    self._send(sock, result, client)
+            elif self.inflight >= self.limits.max_inflight:
+                self.stats.overload += 1
+                self._send(sock, self._servfail(data, result), client)
+            else:
+                self._spawn(self._resolve_udp(sock, data, result, client))
+
+    def _send(self, sock: socket.socket, reply: bytes, client) -> None:
+        if not reply:
+            return
+        self.stats.rcodes[reply[3] & 0x0F] += 1
+        try:
+            sock.sendto(reply, client)
+        except (BlockingIOError, InterruptedError):
+            self.stats.dropped += 1  # the send buffer is full: the client will retry
+        except OSError as exc:
+            log.debug("send to %s failed: %s", client, exc)
+
+    async def _resolve_udp(self, sock: socket.socket, data: bytes, query: wire.Query,
+                           client) -> None:
+        self._send(sock, await self._resolve(data, query, False), client)
+
+    async def _resolve(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
+        self.inflight += 1
+        try:
+            return await self.handler.resolve(data, query, tcp)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("internal error answering a query")
+            return self._servfail(data, query)
+        finally:
+            self.inflight -= 1
+
+    def _servfail(self, data: bytes, query: wire.Query) -> bytes:
+        return wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.handler.max_udp)
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ TCP
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self.tcp_connections >= self.limits.max_tcp_connections:
+            self.stats.overload += 1
+            writer.close()
+            return
+        self.tcp_connections += 1
+        self._tcp_writers.add(writer)
+        pending: set[asyncio.Task] = set()
+        try:
+            await self._read_queries(reader, writer, peer, pending)
+            if pending:
+                await asyncio.wait(pending, timeout=self.handler.timeout + 1)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.tcp_connections -= 1
+            self._tcp_writers.discard(writer)
+            writer.close()
+
+    async def _read_queries(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            peer, pending: set[asyncio.Task]) -> None:
+        allowed = peer is not None and self.acl.allows(peer[0])
+        while not writer.is_closing():
+            data = await self._read_frame(reader)
+            if data is None:
+                return
+            self.stats.queries["tcp"] += 1
+            if not allowed:
+                self._write(writer, self.handler.refused(data))
+                continue
+            result = self.handler.answer_now(data, True)
+            if result.__class__ is bytes:
+                if not result:
+                    return  # unreadable: the stream can no longer be trusted
+                self._write(writer, result)
+                continue
+            if len(pending) >= PIPELINED_PER_CONNECTION:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            task = self._spawn(self._resolve_tcp(writer, data, result))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
+        """One length-prefixed message, or None at EOF, on a timeout or a zero length."""
+        try:
+            async with asyncio.timeout(self.limits.tcp_idle_timeout):
+                prefix = await reader.readexactly(2)
+            length = wire.U16.unpack(prefix)[0]
+            if length == 0:
+                return None
+            async with asyncio.timeout(self.limits.tcp_read_timeout):
+                return await reader.readexactly(length)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def _resolve_tcp(self, writer: asyncio.StreamWriter, data: bytes,
+                           query: wire.Query) -> None:
+        self._write(writer, await self._resolve(data, query, True))
+
+    def _write(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        if not reply or writer.is_closing():
+            return
+        if writer.transport.get_write_buffer_size() > TCP_WRITE_BUFFER_LIMIT:
+            writer.close()  # a client that does not read its answers is cut off
+            return
+        self.stats.rcodes[reply[3] & 0x0F] += 1
+        writer.write(wire.U16.pack(len(reply)) + reply)
