@@ -1,0 +1,157 @@
+"""A scriptable upstream for tests that need to misbehave or record what it received.
+
+Real resolvers (unbound, dnsmasq) cover honest behaviour; this one answers through a
+function so a test can play a silent, slow, lying or spoofing server. UDP and TCP on one
+loopback port, served from a thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.message
+import dns.rcode
+import dns.rrset
+
+from tests.harness.ports import free_port
+
+
+@dataclass
+class Received:
+    id: int
+    port: int
+    transport: str
+    name: str
+    rdtype: int
+    has_edns: bool
+    payload: int
+
+
+# handle(query, transport) -> bytes to send, a list of them, or None for silence. Over TCP
+# each message is framed, except items starting with RAW (sent as they are) and RESET.
+RAW = b"RAW:"
+RESET = b"RESET"
+Handler = Callable[[dns.message.Message, str], "bytes | list[bytes] | None"]
+
+
+def answer_a(query: dns.message.Message, addresses: list[str], ttl: int = 300) -> bytes:
+    reply = dns.message.make_response(query)
+    name = query.question[0].name
+    if addresses:
+        reply.answer.append(dns.rrset.from_text(name, ttl, "IN", "A", *addresses))
+    return reply.to_wire(max_size=65535)
+
+
+@dataclass
+class FakeUpstream:
+    handle: Handler
+    host: str = "127.0.0.1"
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.port = free_port(self.host)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((self.host, self.port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((self.host, self.port))
+        self.tcp.listen(16)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
+                         threading.Thread(target=self._serve_tcp, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.udp.close()
+        self.tcp.close()
+
+    def _record(self, query: dns.message.Message, port: int, transport: str) -> None:
+        question = query.question[0]
+        self.received.append(Received(query.id, port, transport, question.name.to_text().lower(),
+                                      question.rdtype, query.edns >= 0, query.payload))
+
+    def _serve_udp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, client = self.udp.recvfrom(65535)
+            except OSError:
+                return
+            try:
+                query = dns.message.from_wire(data)
+            except Exception:
+                continue
+            self._record(query, client[1], "udp")
+            for reply in _as_list(self.handle(query, "udp")):
+                try:
+                    self.udp.sendto(reply, client)
+                except OSError:
+                    pass
+
+    def _serve_tcp(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, client = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve_connection, args=(conn, client),
+                             daemon=True).start()
+
+    def _serve_connection(self, conn: socket.socket, client) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                length = struct.unpack("!H", _read(conn, 2))[0]
+                query = dns.message.from_wire(_read(conn, length))
+            except (OSError, ValueError, Exception):
+                return
+            self._record(query, client[1], "tcp")
+            for reply in _as_list(self.handle(query, "tcp")):
+                if reply == RESET:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                data = reply[len(RAW):] if reply.startswith(RAW) else frame(reply)
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    return
+
+
+def frame(reply: bytes) -> bytes:
+    """A reply with its RFC 1035 §4.2.2 length prefix."""
+    return struct.pack("!H", len(reply)) + reply
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise OSError("closed")
+        data += chunk
+    return data
+
+
+def _as_list(result) -> list[bytes]:
+    if result is None:
+        return []
+    return result if isinstance(result, list) else [result]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
