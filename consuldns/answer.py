@@ -18,11 +18,9 @@ from consuldns.template import Template
 _PERMUTATIONS = {n: list(itertools.permutations(range(n))) for n in range(2, 6)}
 
 
-def shuffled(records: tuple[bytes, ...], runs: tuple[tuple[int, int], ...],
-             rng: random.Random) -> tuple[bytes, ...] | list[bytes]:
+def shuffled(records: list[bytes], runs: tuple[tuple[int, int], ...],
+             rng: random.Random) -> list[bytes]:
     """The records with each shuffleable run put in a random order."""
-    if not runs:
-        return records
     out = list(records)
     for start, end in runs:
         size = end - start
@@ -44,17 +42,26 @@ def reply_flags(template: Template, query: wire.Query) -> int:
     return flags
 
 
-def build(template: Template, records: tuple[bytes, ...] | list[bytes], query: wire.Query,
-          limit: int, *, max_udp: int) -> bytes:
-    """Assemble the reply for query; limit is the client's size (0 means no limit, for TCP)."""
+def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max_udp: int,
+          rng: random.Random | None = None) -> bytes:
+    """Assemble the reply to query from a template body (TTLs already set).
+
+    rng shuffles the template's runs (None keeps the order); limit is the client's size
+    (0 means none, for TCP).
+    """
+    records = None
+    if template.runs and rng is not None:
+        records = shuffled(template.split(body), template.runs, rng)
+        body = b"".join(records)
     flags = reply_flags(template, query)
     opt = _opt_for(query, template.rcode, max_udp)
-    body = b"".join(records)
     size = 16 + len(query.qname) + len(body) + len(opt)
     if not limit or size <= limit:
         counts = template.counts if not opt else _counts(template.sections, 1)
         return (wire.TYPE_CLASS.pack(query.id, flags) + counts + query.qname + template.qtail
                 + body + opt)
+    if records is None:
+        records = template.split(body)
     return _fit(template, records, query, flags, opt, limit)
 
 

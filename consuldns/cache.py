@@ -92,42 +92,46 @@ def _clamp(value: int, low: int, high: int) -> int:
 class Entry:
     """A cached reply: its template, when it stops being fresh, and until when it may go stale."""
 
-    __slots__ = ("template", "kind", "stored", "expires", "stale_until", "zone", "hits",
-                 "refreshing", "_age", "_records")
+    __slots__ = ("template", "kind", "stored", "expires", "stale_until", "zone", "stale_ttl",
+                 "hits", "refreshing", "failed_until", "_age", "_body")
 
     def __init__(self, template: Template, kind: Kind, stored: float, lifetime: int,
-                 stale_window: int, zone: str):
+                 stale_window: int, zone: str, stale_ttl: int = 30):
         self.template = template
         self.kind = kind
         self.stored = stored
         self.expires = stored + lifetime
         self.stale_until = self.expires + stale_window
         self.zone = zone
+        self.stale_ttl = stale_ttl
         self.hits = 0
         self.refreshing = False
+        self.failed_until = 0.0  # while upstream keeps failing, stale is served at once
         self._age = 0
-        self._records = template.records
+        self._body = template.body
 
     @property
     def servable_stale(self) -> bool:
         """Only answers with data go stale: a stale NXDOMAIN would hide a recovered service."""
         return self.kind is Kind.POSITIVE
 
-    def records_at(self, now: float) -> tuple[bytes, ...]:
+    @property
+    def prefetch_margin(self) -> float:
+        """Refresh a hot entry in its last tenth of life (at least its last second)."""
+        return max((self.expires - self.stored) / 10, 1.0)
+
+    def stale_body(self) -> bytes:
+        """The records with the RFC 8767 stale TTL."""
+        return self.template.body_with_ttls([self.stale_ttl] * len(self.template.ttls))
+
+    def body_at(self, now: float) -> bytes:
         """The records with their TTLs counted down to now (memoised per whole second)."""
         age = int(now - self.stored)
         if age != self._age:
             self._age = age
-            self._records = with_ttls(self.template, [max(t - age, 0) for t in self.template.ttls])
-        return self._records
-
-
-def with_ttls(template: Template, ttls: list[int]) -> tuple[bytes, ...]:
-    """The template's records with each TTL field replaced."""
-    out = []
-    for record, offset, ttl in zip(template.records, template.ttl_offsets, ttls):
-        out.append(record[:offset] + wire.U32.pack(ttl) + record[offset + 4:])
-    return tuple(out)
+            self._body = self.template.body_with_ttls(
+                [ttl - age if ttl > age else 0 for ttl in self.template.ttls])
+        return self._body
 
 
 class _CountingLRU(LRUCache):

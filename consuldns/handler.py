@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 
 from consuldns import answer, wire
-from consuldns.cache import Cache, Entry, Kind, classify, with_ttls
+from consuldns.cache import Cache, Entry, Kind, classify
 from consuldns.errors import FormatError, MalformedPacket, UpstreamError
 from consuldns.router import Route, Router
 from consuldns.stats import Stats
-from consuldns.template import Template, render
+from consuldns.template import Template, empty_template, render
 from consuldns.upstream import Answer, Question
 
 log = logging.getLogger("consuldns.handler")
@@ -35,7 +35,7 @@ class Handler:
     def __init__(self, router: Router, cache: Cache, *, stats: Stats | None = None,
                  timeout: float = 2.0, max_udp: int = 1232, shuffle_addresses: bool = True,
                  shuffle_srv: bool = True, rng: random.Random | None = None,
-                 now: Callable[[], float] = time.monotonic,
+                 now: Callable[[], float] = time.monotonic, prefetch: bool = False,
                  query_log: Callable[..., None] | None = None):
         self.router = router
         self.cache = cache
@@ -47,7 +47,8 @@ class Handler:
         self.rng = rng or random.Random()
         self.now = now
         self.query_log = query_log
-        self._inflight: dict[bytes, asyncio.Future[Answer]] = {}
+        self.prefetch = prefetch
+        self._inflight: dict[bytes, asyncio.Future[Template]] = {}
         self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ fast path
@@ -66,11 +67,21 @@ class Handler:
         if special is not None:
             return special
         entry = self.cache.get(query.key)
-        if entry is not None and self.now() < entry.expires:
+        if entry is None:
+            return query
+        now = self.now()
+        if now < entry.expires:
             self.stats.cache_hits += 1
+            self.stats.zone_hits[entry.zone] += 1
             entry.hits += 1
-            records = entry.records_at(self.now())
-            return self._shape(entry.template, records, query, tcp)
+            if self.prefetch and entry.expires - now < entry.prefetch_margin:
+                self._refresh_in_background(query, entry)
+            return self._shape(entry.template, entry.body_at(now), query, tcp)
+        if now < entry.failed_until and entry.servable_stale:
+            # Upstream failed moments ago: answer stale at once and keep trying behind it
+            # (RFC 8767 §5, the failure recheck timer) instead of making every client wait.
+            self._refresh_in_background(query, entry)
+            return self._stale(entry, query, tcp)
         return query
 
     def _policy_answer(self, data: bytes, query: wire.Query) -> bytes | None:
@@ -106,38 +117,79 @@ class Handler:
             query = None
         return wire.error_reply(data, query, wire.REFUSED, max_udp=self.max_udp)
 
-    def _shape(self, template: Template, records: tuple[bytes, ...], query: wire.Query,
-               tcp: bool) -> bytes:
-        records = answer.shuffled(records, template.runs, self.rng)
+    def _shape(self, template: Template, body: bytes, query: wire.Query, tcp: bool) -> bytes:
         limit = 0 if tcp else answer.udp_limit(query, self.max_udp)
-        reply = answer.build(template, records, query, limit, max_udp=self.max_udp)
+        reply = answer.build(template, body, query, limit, max_udp=self.max_udp, rng=self.rng)
         if reply[2] & 0x02:
             self.stats.truncated += 1
         return reply
 
     # ------------------------------------------------------------ slow path
 
-    async def resolve(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
+    async def resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None) -> bytes:
         """Answer a cache miss (or an expired entry) from upstream, or stale, or SERVFAIL."""
+        started = self.now()
         route = self.router.route(query.qname)
         self.stats.cache_misses += 1
+        self.stats.zone_misses[route.zone] += 1
+        state = "coalesced" if query.key in self._inflight else "miss"
         try:
             template = await self._fetch(query, route)
         except UpstreamError as exc:
-            return self._answer_failure(data, query, route, tcp, exc)
-        return self._shape(template, template.records, query, tcp)
+            reply = self._answer_failure(data, query, route, tcp, exc)
+            state = state if reply[3] & 0x0F == wire.SERVFAIL else "stale"
+        else:
+            reply = self._shape(template, template.body, query, tcp)
+        if self.query_log is not None:
+            self.query_log.resolved(client, query, route.zone, state, reply,
+                                    self.now() - started, tcp)
+        return reply
 
     def _answer_failure(self, data: bytes, query: wire.Query, route: Route, tcp: bool,
                         exc: UpstreamError) -> bytes:
         """RFC 8767: an expired positive entry beats SERVFAIL when every server failed."""
         entry = self.cache.get(query.key)
         if entry is not None and entry.servable_stale:
-            self.stats.stale += 1
-            ttls = [route.policy.stale_ttl] * len(entry.template.records)
-            return self._shape(entry.template, with_ttls(entry.template, ttls), query, tcp)
+            entry.failed_until = self.now() + route.policy.stale_ttl
+            return self._stale(entry, query, tcp)
         log.debug("SERVFAIL for %s: %s", wire.name_to_text(query.qname), exc)
         self.stats.servfail += 1
+        if exc.rcode == wire.SERVFAIL and entry is None:
+            self._remember_servfail(query, route)
         return wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.max_udp)
+
+    def _stale(self, entry: Entry, query: wire.Query, tcp: bool) -> bytes:
+        self.stats.stale += 1
+        return self._shape(entry.template, entry.stale_body(), query, tcp)
+
+    def _remember_servfail(self, query: wire.Query, route: Route) -> None:
+        """Servers that answered SERVFAIL are spared the same question for a few seconds."""
+        if route.policy.servfail_ttl <= 0:
+            return
+        template = empty_template(query, wire.SERVFAIL)
+        self.cache.put(query.key, Entry(template, Kind.SERVFAIL, self.now(),
+                                        route.policy.servfail_ttl, 0, route.zone))
+
+    def _refresh_in_background(self, query: wire.Query, entry: Entry) -> None:
+        """Prefetch or stale refresh: one background exchange per entry at a time."""
+        if entry.refreshing:
+            return
+        entry.refreshing = True
+        task = asyncio.get_running_loop().create_task(self._refresh(query, entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh(self, query: wire.Query, entry: Entry) -> None:
+        route = self.router.route(query.qname)
+        try:
+            await self._fetch(query, route)
+            self.stats.refreshes += 1
+        except UpstreamError:
+            entry.failed_until = self.now() + route.policy.stale_ttl
+        except Exception:
+            log.exception("background refresh failed")
+        finally:
+            entry.refreshing = False
 
     async def _fetch(self, query: wire.Query, route: Route) -> Template:
         """One upstream exchange per key at a time: concurrent identical misses share it."""
@@ -166,12 +218,13 @@ class Handler:
         question = Question(query.qname, query.qtype, query.qclass, query.do, query.cd)
         got = await self._ask_route(question, route)
         self.stats.upstream_replies += 1
+        self.stats.observe_upstream(got.server, got.elapsed)
         decision = classify(got.reply, route.policy)
         template = render(got.reply, query.qname, decision.ttls,
                           shuffle_addresses=self.shuffle_addresses, shuffle_srv=self.shuffle_srv)
         if decision.kind in (Kind.POSITIVE, Kind.NEGATIVE):
             entry = Entry(template, decision.kind, self.now(), decision.lifetime,
-                          route.policy.stale_window, route.zone)
+                          route.policy.stale_window, route.zone, route.policy.stale_ttl)
             self.cache.put(query.key, entry)
         return template
 

@@ -8,31 +8,67 @@ compression targets, so a permutation of a run of them never breaks a pointer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from consuldns import wire
 
 SHUFFLED_ADDRESS_TYPES = frozenset({wire.A, wire.AAAA})
 
 
-@dataclass(slots=True)
 class Template:
-    """A rendered reply: records as bytes, where their TTLs sit, and which runs may be shuffled."""
+    """A rendered reply: the records as one bytes body, where each ends, where the TTLs sit,
+    and which runs of records may be shuffled. Kept compact: 100 000 of them are cached."""
 
-    qname: bytes  # question name as first asked (patched per client for case)
-    qtail: bytes  # QTYPE and QCLASS
-    counts: bytes  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT packed
-    records: tuple[bytes, ...]
-    ttl_offsets: tuple[int, ...]  # per record, where its TTL field sits in the record bytes
-    ttls: tuple[int, ...]  # per record, the TTL it is served with before counting down
-    runs: tuple[tuple[int, int], ...]  # [start, end) record indices that may be permuted
-    sections: tuple[int, int, int]
-    rcode: int
-    ad: bool
+    __slots__ = ("qtail", "counts", "body", "ends", "ttl_offsets", "ttls", "runs", "rcode",
+                 "ad")
+
+    def __init__(self, qtail: bytes, counts: bytes, body: bytes, ends: tuple[int, ...],
+                 ttl_offsets: tuple[int, ...], ttls: tuple[int, ...],
+                 runs: tuple[tuple[int, int], ...], rcode: int, ad: bool):
+        self.qtail = qtail  # QTYPE and QCLASS
+        self.counts = counts  # QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT packed
+        self.body = body  # the records, rendered after a question of the asked length
+        self.ends = ends  # offset in body just past each record
+        self.ttl_offsets = ttl_offsets  # offset in body of each record's TTL field
+        self.ttls = ttls  # each record's TTL before counting down
+        self.runs = runs  # [start, end) record indices that may be permuted
+        self.rcode = rcode
+        self.ad = ad
 
     @property
-    def size(self) -> int:
-        return 12 + len(self.qname) + 4 + sum(len(r) for r in self.records)
+    def sections(self) -> tuple[int, int, int]:
+        _, answer, authority, additional = wire.COUNTS.unpack(self.counts)
+        return answer, authority, additional
+
+    def body_with_ttls(self, ttls: list[int] | tuple[int, ...]) -> bytes:
+        """The body with each TTL field replaced."""
+        if not ttls:
+            return self.body
+        patched = bytearray(self.body)
+        for offset, ttl in zip(self.ttl_offsets, ttls):
+            wire.U32.pack_into(patched, offset, ttl)
+        return bytes(patched)
+
+    def split(self, body: bytes) -> list[bytes]:
+        """A body (this template's or a patched copy) cut into its records."""
+        records = []
+        start = 0
+        for end in self.ends:
+            records.append(body[start:end])
+            start = end
+        return records
+
+
+_INTERNED: dict = {}
+_INTERN_LIMIT = 65536
+
+
+def intern(value):
+    """Share equal small tuples and bytes between templates (TTLs, offsets, counts)."""
+    shared = _INTERNED.get(value)
+    if shared is not None:
+        return shared
+    if len(_INTERNED) < _INTERN_LIMIT:
+        _INTERNED[value] = value
+    return value
 
 
 class _Compressor:
@@ -69,25 +105,27 @@ def render(reply: wire.Reply, qname: bytes, ttls: list[int], *, shuffle_addresse
            shuffle_srv: bool = False) -> Template:
     """Render reply's records (OPT excluded) after the question qname, with the given TTLs."""
     compressor = _Compressor(qname)
-    offset = 12 + len(qname) + 4
+    start = 12 + len(qname) + 4
+    offset = start
     shuffleable = _shuffleable_flags(reply.records, shuffle_addresses, shuffle_srv)
     rendered = []
+    ends = []
     ttl_offsets = []
     for record, ttl, movable in zip(reply.records, ttls, shuffleable):
         data, ttl_offset = _render_record(record, ttl, offset, compressor, register=not movable)
         rendered.append(data)
-        ttl_offsets.append(ttl_offset)
+        ttl_offsets.append(offset - start + ttl_offset)
         offset += len(data)
-    sections = tuple(sum(1 for r in reply.records if r.section == s) for s in range(3))
+        ends.append(offset - start)
+    sections = [sum(1 for r in reply.records if r.section == s) for s in range(3)]
     return Template(
-        qname=qname,
-        qtail=wire.TYPE_CLASS.pack(reply.qtype, reply.qclass),
-        counts=wire.COUNTS.pack(1, *sections),
-        records=tuple(rendered),
-        ttl_offsets=tuple(ttl_offsets),
-        ttls=tuple(ttls),
-        runs=_runs(reply.records, shuffleable),
-        sections=(sections[0], sections[1], sections[2]),
+        qtail=intern(wire.TYPE_CLASS.pack(reply.qtype, reply.qclass)),
+        counts=intern(wire.COUNTS.pack(1, *sections)),
+        body=b"".join(rendered),
+        ends=intern(tuple(ends)),
+        ttl_offsets=intern(tuple(ttl_offsets)),
+        ttls=intern(tuple(ttls)),
+        runs=intern(_runs(reply.records, shuffleable)),
         rcode=reply.rcode,
         ad=bool(reply.flags & wire.AD),
     )
@@ -159,3 +197,10 @@ def _runs(records: list[wire.Record], shuffleable: list[bool]) -> tuple[tuple[in
             runs.append((start, end))
         start = end
     return tuple(runs)
+
+
+def empty_template(query: wire.Query, rcode: int) -> Template:
+    """A reply with no records, e.g. a remembered SERVFAIL."""
+    return Template(qtail=wire.TYPE_CLASS.pack(query.qtype, query.qclass),
+                    counts=wire.COUNTS.pack(1, 0, 0, 0), body=b"", ends=(), ttl_offsets=(),
+                    ttls=(), runs=(), rcode=rcode, ad=False)

@@ -61,6 +61,10 @@ class FakeUpstream:
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.tcp.bind((self.host, self.port))
         self.tcp.listen(16)
+        # Short timeouts let the serving threads notice stop(): closing a socket does not
+        # wake a thread blocked on it, and the port would stay bound (and silent).
+        self.udp.settimeout(0.05)
+        self.tcp.settimeout(0.05)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._serve_udp, daemon=True),
                          threading.Thread(target=self._serve_tcp, daemon=True)]
@@ -73,6 +77,8 @@ class FakeUpstream:
 
     def stop(self) -> None:
         self._stop.set()
+        for thread in self._threads:
+            thread.join()
         self.udp.close()
         self.tcp.close()
 
@@ -85,6 +91,8 @@ class FakeUpstream:
         while not self._stop.is_set():
             try:
                 data, client = self.udp.recvfrom(65535)
+            except TimeoutError:
+                continue
             except OSError:
                 return
             try:
@@ -102,6 +110,8 @@ class FakeUpstream:
         while not self._stop.is_set():
             try:
                 conn, client = self.tcp.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             threading.Thread(target=self._serve_connection, args=(conn, client),

@@ -65,8 +65,8 @@ def test_ttls_count_down_per_second():
     clock = Clock()
     entry = entry_for(reply_bytes("a.test", "A", ["192.0.2.1"], ttl=300), clock)
     ttl_of = lambda: wire.parse_reply(
-        b"\x00" * 2 + b"\x81\x80" + entry.template.counts + entry.template.qname
-        + entry.template.qtail + b"".join(entry.records_at(clock()))).records[0].ttl
+        b"\x00" * 2 + b"\x81\x80" + entry.template.counts + wire.text_to_name("a.test")
+        + entry.template.qtail + entry.body_at(clock())).records[0].ttl
     assert ttl_of() == 300
     clock.time += 10.7
     assert ttl_of() == 290
