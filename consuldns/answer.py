@@ -14,6 +14,9 @@ import random
 from consuldns import wire
 from consuldns.template import Template
 
+# A TCP message carries at most 65535 octets (its two-octet length prefix).
+TCP_LIMIT = 65535
+
 # All orders of short runs, so that a shuffle of up to 5 records is one random index.
 _PERMUTATIONS = {n: list(itertools.permutations(range(n))) for n in range(2, 6)}
 

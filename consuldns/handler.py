@@ -118,7 +118,7 @@ class Handler:
         return wire.error_reply(data, query, wire.REFUSED, max_udp=self.max_udp)
 
     def _shape(self, template: Template, body: bytes, query: wire.Query, tcp: bool) -> bytes:
-        limit = 0 if tcp else answer.udp_limit(query, self.max_udp)
+        limit = answer.TCP_LIMIT if tcp else answer.udp_limit(query, self.max_udp)
         reply = answer.build(template, body, query, limit, max_udp=self.max_udp, rng=self.rng)
         if reply[2] & 0x02:
             self.stats.truncated += 1

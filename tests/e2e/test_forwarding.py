@@ -308,3 +308,20 @@ def test_query_command_output_and_exit_codes(consuldns_server):
     document = json.loads(as_json.stdout)
     assert document["rcode"] == "NOERROR"
     assert sorted(a["data"] for a in document["answer"]) == sorted(zone.MULTI.values)
+
+
+def test_huge_srv_answer_over_tcp_is_fitted_to_one_tcp_message(consul_double_factory,
+                                                                consuldns_server):
+    catalog = {"nodes": [], "services": []}
+    for i in range(1, 1101):
+        catalog["nodes"].append({"name": f"n{i}", "address": f"10.{i // 250}.{i % 250}.1",
+                                 "meta": {}, "checks": []})
+        catalog["services"].append({"id": f"big-n{i}", "name": "big", "node": f"n{i}",
+                                    "address": "", "port": 80, "tags": [], "checks": []})
+    server = consuldns_server(consul=consul_double_factory(catalog))
+    srv = ask(server, "big.service.consul", "SRV", tcp=True, timeout=10)
+    assert srv.rcode() == dns.rcode.NOERROR
+    assert sum(len(rrset) for rrset in srv.answer) >= 1000  # modern Consul caps SRV at 1024
+    assert len(srv.to_wire()) <= 65535
+    a = ask(server, "big.service.consul", tcp=True, timeout=10)
+    assert len(addresses(a)) == 1100
