@@ -8,11 +8,10 @@ The clock is injected so tests control time.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-
-from cachetools import LRUCache
 
 from consuldns import wire
 from consuldns.template import Template
@@ -112,8 +111,10 @@ class Entry:
 
     @property
     def servable_stale(self) -> bool:
-        """Only answers with data go stale: a stale NXDOMAIN would hide a recovered service."""
-        return self.kind is Kind.POSITIVE
+        """Answers with data and NODATA go stale, NXDOMAIN never (it would hide a recovered
+        service). A stale NODATA keeps nginx's AAAA from turning an outage into a failed name."""
+        return self.kind is Kind.POSITIVE or (
+            self.kind is Kind.NEGATIVE and self.template.rcode == wire.NOERROR)
 
     @property
     def prefetch_margin(self) -> float:
@@ -134,14 +135,14 @@ class Entry:
         return self._body
 
 
-class _CountingLRU(LRUCache):
-    """An LRU map that counts evictions."""
+class _CountingLRU(OrderedDict):
+    """An LRU map that counts evictions. OrderedDict is C code: a hit costs a lookup and a
+    move_to_end (~0.1 us), where cachetools' LRUCache.get runs Python methods (~0.5 us)."""
 
-    evictions = 0
-
-    def popitem(self):  # type: ignore[override]
-        self.evictions += 1
-        return super().popitem()
+    def __init__(self, maxsize: int):
+        super().__init__()
+        self.maxsize = maxsize
+        self.evictions = 0
 
 
 class Cache:
@@ -161,15 +162,23 @@ class Cache:
 
     def get(self, key: bytes) -> Entry | None:
         """The entry for key, fresh or within its stale window; None otherwise."""
-        entry = self._entries.get(key)
-        if entry is not None and self.now() > entry.stale_until:
-            del self._entries[key]
-            return None
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None:
+            if self.now() > entry.stale_until:
+                del entries[key]
+                return None
+            entries.move_to_end(key)
         return entry
 
     def put(self, key: bytes, entry: Entry) -> None:
         if self.enabled:
-            self._entries[key] = entry
+            entries = self._entries
+            entries[key] = entry
+            entries.move_to_end(key)
+            if len(entries) > entries.maxsize:
+                entries.popitem(last=False)
+                entries.evictions += 1
 
     def flush(self, name: bytes | None = None, zones: set[str] | None = None) -> int:
         """Drop every entry, those for one name (any type), or those of some zones."""

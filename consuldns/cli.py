@@ -29,12 +29,16 @@ def main_options(
     """consuldns: .consul to the local agent, everything else upstream, cached and shuffled."""
 
 
-def _load_settings(config: Optional[Path]):
-    from consuldns import config as config_module
+def _config_path(config: Optional[Path]) -> Optional[Path]:
+    """--config, else $CONSULDNS_CONFIG, else none (built-in defaults); absolute for reloads."""
+    if config is None and os.environ.get("CONSULDNS_CONFIG"):
+        config = Path(os.environ["CONSULDNS_CONFIG"])
+    return config.absolute() if config is not None else None
 
-    path = config or (Path(os.environ["CONSULDNS_CONFIG"]) if os.environ.get(
-        "CONSULDNS_CONFIG") else None)
-    return config_module.load(path) if path else config_module.Settings()
+
+DEFAULT_ADMIN = "127.0.0.1:9153"
+ADMIN_HELP = "Admin HTTP HOST:PORT of the running consuldns (default $CONSULDNS_ADMIN or " \
+             f"{DEFAULT_ADMIN})."
 
 
 @app.command()
@@ -63,17 +67,18 @@ def serve(
 ) -> None:
     """Serve DNS on UDP and TCP."""
     from consuldns import app as app_module
-    from consuldns.config import with_overrides
+    from consuldns.config import ConfigSource
 
+    flags = {"listen": listen, "consul": consul, "upstream": upstream, "domain": domain,
+             "workers": workers, "admin": admin, "user": user, "log_queries": log_queries,
+             "log_level": log_level}
+    source = ConfigSource(_config_path(config), {k: v for k, v in flags.items() if v is not None})
     try:
-        settings = with_overrides(
-            _load_settings(config), listen=listen, consul=consul, upstream=upstream,
-            domain=domain, workers=workers, admin=admin, user=user, log_queries=log_queries,
-            log_level=log_level)
+        settings = source.load()
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from None
-    raise typer.Exit(code=app_module.run(settings))
+    raise typer.Exit(code=app_module.run(settings, source))
 
 
 @app.command()
@@ -85,6 +90,10 @@ def query(
     dnssec: Annotated[bool, typer.Option("--dnssec", help="Set the DO bit.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a reply.")] = 3.0,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Also show the route, the cache state (from the admin listener) and "
+                          "the Consul agent's own answer, side by side.")] = False,
+    admin: Annotated[Optional[str], typer.Option(help=ADMIN_HELP)] = None,
 ) -> None:
     """Ask a server like dig would; exit 0 answer, 1 negative, 2 usage, 3 no reply."""
     from consuldns import querycmd
@@ -92,10 +101,48 @@ def query(
     try:
         request = querycmd.Request.from_text(name, qtype, server, tcp=tcp, dnssec=dnssec,
                                              timeout=timeout)
+        admin_address = _admin_address(admin) if explain else None
     except ValueError as exc:
         typer.echo(f"consuldns query: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    raise typer.Exit(code=querycmd.run(request, json_output=json_output))
+    raise typer.Exit(code=querycmd.run(request, json_output=json_output, explain=admin_address))
+
+
+def _admin_address(admin: Optional[str]) -> str:
+    from consuldns.listener import parse_listen
+
+    address = admin or os.environ.get("CONSULDNS_ADMIN") or DEFAULT_ADMIN
+    try:
+        parse_listen(address)
+    except (ValueError, OSError):
+        raise ValueError(f"--admin {address!r} is not HOST:PORT") from None
+    return address
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="Look into or flush a running server's cache.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("flush")
+def cache_flush(
+    name: Annotated[Optional[str], typer.Argument(
+        help="Flush only this name (every type); default: the whole cache.")] = None,
+    admin: Annotated[Optional[str], typer.Option(help=ADMIN_HELP)] = None,
+) -> None:
+    """Drop cached answers in a running consuldns (through its admin listener)."""
+    from consuldns import adminclient
+
+    try:
+        address = _admin_address(admin)
+        result = adminclient.flush(address, name)
+    except ValueError as exc:
+        typer.echo(f"consuldns cache flush: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    except adminclient.AdminUnreachable as exc:
+        typer.echo(f"consuldns cache flush: {exc}", err=True)
+        raise typer.Exit(code=3) from None
+    what = f"entries for {result['name']}" if result.get("name") else "entries"
+    typer.echo(f"flushed {result['flushed']} {what}")
 
 
 @app.command("check-config")

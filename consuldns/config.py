@@ -21,6 +21,7 @@ POLICIES = ("sequential", "random", "round_robin")
 AGENT_TRANSPORTS = ("auto", "udp", "tcp")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+ADMIN_OFF = ("", "off")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class ServerSettings:
     max_inflight: int = 1000
     max_tcp_connections: int = 200
     tcp_idle_timeout: float = 10.0
+    rate_limit: float = 0.0
+    rate_burst: int = 0
     chaos: bool = False
 
 
@@ -54,6 +57,7 @@ class UpstreamSettings:
     policy: str = "sequential"
     edns_size: int = 1232
     max_fails: int = 3
+    health_interval: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,7 @@ def load(path: str | Path) -> Settings:
     problems: list[str] = []
     settings = _build(Settings, raw, "", str(path), problems)
     settings = dataclasses.replace(settings, source=str(path))
-    if not problems:
-        problems.extend(validate(settings))
+    problems.extend(validate(settings))  # on what was readable: every problem at once
     if problems:
         raise ConfigError("\n".join(problems))
     return settings
@@ -175,7 +178,9 @@ def _convert(hint, value, dotted: str, source: str, problems: list[str]):
         if not isinstance(value, dict):
             problems.append(f"{source}: {dotted}: expected a table")
             return _INVALID
-        return {k: _convert(item, v, f"{dotted}.{k}", source, problems) for k, v in value.items()}
+        converted = {k: _convert(item, v, f"{dotted}.{k}", source, problems)
+                     for k, v in value.items()}
+        return {k: v for k, v in converted.items() if v is not _INVALID}
     return _scalar(hint, value, dotted, source, problems)
 
 
@@ -206,99 +211,10 @@ def _did_you_mean(key: str, known: set[str]) -> str:
 
 
 def validate(settings: Settings) -> list[str]:
-    """Semantic checks that types alone do not catch."""
-    from consuldns.listener import parse_listen
-    from consuldns.upstream import parse_server
+    """Semantic checks that types alone do not catch (see validation.py)."""
+    from consuldns.validation import problems_of
 
-    src = settings.source
-    problems = []
-
-    def check(ok: bool, key: str, message: str) -> None:
-        if not ok:
-            problems.append(f"{src}: {key}: {message}")
-
-    def check_parse(parser, text: str, key: str, expected: str) -> None:
-        try:
-            parser(text)
-        except (ValueError, OSError):
-            problems.append(f"{src}: {key}: {text!r} is not {expected}")
-
-    server = settings.server
-    check(bool(server.listen), "server.listen", "needs at least one address like '127.0.0.1:53'")
-    for i, text in enumerate(server.listen):
-        check_parse(parse_listen, text, f"server.listen[{i}]", "HOST:PORT (IPv6 as '[::1]:53')")
-    check(1 <= server.workers <= 64, "server.workers", "must be between 1 and 64")
-    check(server.timeout > 0, "server.timeout", "must be a positive number of seconds")
-    check(512 <= server.max_udp_size <= 65535, "server.max_udp_size",
-          "must be between 512 and 65535 (1232 avoids IP fragmentation)")
-    check(server.max_inflight > 0, "server.max_inflight", "must be positive")
-    check(server.max_tcp_connections > 0, "server.max_tcp_connections", "must be positive")
-    check(server.tcp_idle_timeout > 0, "server.tcp_idle_timeout", "must be positive")
-    consul = settings.consul
-    check_parse(lambda t: parse_server(t, 8600), consul.address, "consul.address",
-                "HOST:PORT of the agent's DNS interface, e.g. '127.0.0.1:8600'")
-    check(_is_domain(consul.domain), "consul.domain", "must be a domain name such as 'consul'")
-    check(not consul.alt_domain or _is_domain(consul.alt_domain), "consul.alt_domain",
-          "must be a domain name or empty")
-    check(consul.transport in AGENT_TRANSPORTS, "consul.transport",
-          f"must be one of {', '.join(AGENT_TRANSPORTS)}")
-    check(1 <= consul.udp_answer_limit <= 8, "consul.udp_answer_limit",
-          "must match the agent's dns_config.udp_answer_limit (1 to 8, default 3)")
-    check(512 <= consul.edns_size <= 65535, "consul.edns_size", "must be between 512 and 65535")
-    for i, zone in enumerate(consul.reverse_zones):
-        check(_is_domain(zone) and zone.rstrip(".").lower().endswith(".arpa"),
-              f"consul.reverse_zones[{i}]", f"{zone!r} is not a reverse zone like "
-              "'10.in-addr.arpa'")
-    upstream = settings.upstream
-    for i, text in enumerate(upstream.servers):
-        check_parse(parse_server, text, f"upstream.servers[{i}]", "an address like '192.0.2.53' "
-                    "or '127.0.0.1:5353'")
-    check(upstream.policy in POLICIES, "upstream.policy", f"must be one of {', '.join(POLICIES)}")
-    check(512 <= upstream.edns_size <= 65535, "upstream.edns_size", "must be 512 to 65535")
-    check(upstream.max_fails >= 1, "upstream.max_fails", "must be at least 1")
-    for i, zone in enumerate(settings.zones):
-        key = f"zones[{i}]"
-        check(_is_domain(zone.name), f"{key}.name", "must be a domain name")
-        check(bool(zone.servers), f"{key}.servers", "needs at least one server")
-        for j, text in enumerate(zone.servers):
-            check_parse(parse_server, text, f"{key}.servers[{j}]", "an address like '10.0.0.53'")
-        check(zone.policy in POLICIES, f"{key}.policy", f"must be one of {', '.join(POLICIES)}")
-    check(settings.cache.size >= 0, "cache.size", "must be 0 (off) or a number of entries")
-    zone_caches = {"cache.consul": settings.cache.consul, "cache.default": settings.cache.default}
-    zone_caches.update({f"cache.zones.{k}": v for k, v in settings.cache.zones.items()})
-    for key, zc in zone_caches.items():
-        problems.extend(_check_zone_cache(src, key, zc))
-    for i, net in enumerate(settings.acl.allow):
-        check_parse(lambda t: ipaddress.ip_network(t, strict=False), net, f"acl.allow[{i}]",
-                    "a network like '10.0.0.0/8'")
-    check(settings.log.level in LOG_LEVELS, "log.level", f"must be one of {', '.join(LOG_LEVELS)}")
-    check(settings.log.format in LOG_FORMATS, "log.format",
-          f"must be one of {', '.join(LOG_FORMATS)}")
-    if settings.admin.listen not in ("", "off"):
-        check_parse(parse_listen, settings.admin.listen, "admin.listen",
-                    "HOST:PORT, or 'off' to disable the admin listener")
-    return problems
-
-
-def _check_zone_cache(src: str, key: str, zc: ZoneCacheSettings) -> list[str]:
-    problems = []
-    for name in ("min_ttl", "max_ttl", "neg_min_ttl", "neg_max_ttl", "servfail_ttl",
-                 "stale_window", "stale_ttl"):
-        if getattr(zc, name) < 0:
-            problems.append(f"{src}: {key}.{name}: must not be negative")
-    if zc.min_ttl > zc.max_ttl:
-        problems.append(f"{src}: {key}.min_ttl: is above max_ttl ({zc.min_ttl} > {zc.max_ttl})")
-    if zc.neg_min_ttl > zc.neg_max_ttl:
-        problems.append(f"{src}: {key}.neg_min_ttl: is above neg_max_ttl")
-    if zc.servfail_ttl > 300:
-        problems.append(f"{src}: {key}.servfail_ttl: at most 300 seconds (a few is best)")
-    return problems
-
-
-def _is_domain(text: str) -> bool:
-    labels = text.strip().rstrip(".").split(".")
-    return bool(text.strip()) and all(0 < len(label) < 64 for label in labels) and all(
-        " " not in label for label in labels)
+    return problems_of(settings)
 
 
 # ---------------------------------------------------------------- CLI overrides
@@ -339,6 +255,22 @@ def with_overrides(settings: Settings, *, listen: list[str] | None = None,
     if problems:
         raise ConfigError("\n".join(problems))
     return updated
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the settings come from: a file (or none) plus the command-line flags.
+
+    Kept by the server so SIGHUP re-reads the same file and applies the same flags on top.
+    """
+
+    path: Path | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def load(self) -> Settings:
+        """Read the file (defaults when there is none) and apply the flags; ConfigError if bad."""
+        base = load(self.path) if self.path is not None else Settings()
+        return with_overrides(base, **self.overrides)
 
 
 def resolv_conf_servers(path: str, own: list[tuple[str, int]]) -> list[str]:

@@ -27,6 +27,7 @@ log = logging.getLogger("consuldns.handler")
 ZONE_TRANSFER_TYPES = frozenset({251, 252})  # IXFR, AXFR
 RFC8482_HINFO = b"\x07RFC8482\x00"  # HINFO "RFC8482" "" (RFC 8482 §4.2)
 RFC8482_TTL = 3600
+PARSED_MEMO_SIZE = 4096  # distinct query byte strings remembered (cleared when full)
 
 
 class Handler:
@@ -50,11 +51,19 @@ class Handler:
         self.prefetch = prefetch
         self._inflight: dict[bytes, asyncio.Future[Template]] = {}
         self._background: set[asyncio.Task] = set()
+        # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
+        # the same bytes with a new ID, and a hit then skips parse_query (~2 us of ~4).
+        self._parsed: dict[bytes, wire.Query] = {}
 
     # ------------------------------------------------------------ fast path
 
     def answer_now(self, data: bytes, tcp: bool) -> bytes | wire.Query:
         """Reply bytes, b"" to drop, or the Query when an upstream must be asked."""
+        known = self._parsed.get(data[2:])
+        if known is not None:
+            reply = self._fresh_hit(known, tcp)
+            if reply is not None:
+                return data[:2] + reply[2:]  # the reply to the earlier query, with this ID
         try:
             query = wire.parse_query(data)
         except MalformedPacket:
@@ -66,6 +75,10 @@ class Handler:
         special = self._policy_answer(data, query)
         if special is not None:
             return special
+        parsed = self._parsed
+        if len(parsed) >= PARSED_MEMO_SIZE:
+            parsed.clear()
+        parsed[data[2:]] = query
         entry = self.cache.get(query.key)
         if entry is None:
             return query
@@ -83,6 +96,21 @@ class Handler:
             self._refresh_in_background(query, entry)
             return self._stale(entry, query, tcp)
         return query
+
+    def _fresh_hit(self, query: wire.Query, tcp: bool) -> bytes | None:
+        """The reply from a fresh entry, for a query parsed before (its ID is stale); None
+        when the full path must decide (a miss, stale or due for prefetch)."""
+        entry = self.cache.get(query.key)
+        if entry is None:
+            return None
+        now = self.now()
+        if now >= entry.expires or (self.prefetch
+                                    and entry.expires - now < entry.prefetch_margin):
+            return None
+        self.stats.cache_hits += 1
+        self.stats.zone_hits[entry.zone] += 1
+        entry.hits += 1
+        return self._shape(entry.template, entry.body_at(now), query, tcp)
 
     def _policy_answer(self, data: bytes, query: wire.Query) -> bytes | None:
         if query.edns_version != 0:

@@ -122,6 +122,18 @@ class Listeners:
         for sock in self._udp:
             sock.close()
 
+    def close(self, host: str, port: int) -> None:
+        """Stop serving one address (config reload); host as getsockname() writes it."""
+        loop = asyncio.get_running_loop()
+        for sock in [s for s in self._udp if s.getsockname()[:2] == (host, port)]:
+            loop.remove_reader(sock.fileno())
+            self._udp.remove(sock)
+            sock.close()
+        for server in [s for s in self._tcp
+                       if any(k.getsockname()[:2] == (host, port) for k in s.sockets)]:
+            server.close()
+            self._tcp.remove(server)
+
     # ------------------------------------------------------------ UDP
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
@@ -135,12 +147,17 @@ class Listeners:
                 continue  # e.g. an ICMP error queued on the socket
             self.stats.queries["udp"] += 1
             if not self.acl.allows(client[0]):
-                self._send(sock, self.handler.refused(data), client)
+                reply = handler.refused(data)
+                self._send(sock, reply, client)
+                if handler.query_log is not None:
+                    handler.query_log.answered(handler, client, data, reply, False, refused=True)
                 continue
             result = handler.answer_now(data, False)
             if result.__class__ is bytes:
                 if result:
                     self._send(sock, result, client)
+                if handler.query_log is not None:
+                    handler.query_log.answered(handler, client, data, result, False)
             elif self.inflight >= self.limits.max_inflight:
                 self.stats.overload += 1
                 self._send(sock, self._servfail(data, result), client)
@@ -160,12 +177,12 @@ class Listeners:
 
     async def _resolve_udp(self, sock: socket.socket, data: bytes, query: wire.Query,
                            client) -> None:
-        self._send(sock, await self._resolve(data, query, False), client)
+        self._send(sock, await self._resolve(data, query, False, client), client)
 
-    async def _resolve(self, data: bytes, query: wire.Query, tcp: bool) -> bytes:
+    async def _resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None) -> bytes:
         self.inflight += 1
         try:
-            return await self.handler.resolve(data, query, tcp)
+            return await self.handler.resolve(data, query, tcp, client)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -215,17 +232,23 @@ class Listeners:
                 return
             self.stats.queries["tcp"] += 1
             if not allowed:
-                self._write(writer, self.handler.refused(data))
+                reply = self.handler.refused(data)
+                self._write(writer, reply)
+                if self.handler.query_log is not None:
+                    self.handler.query_log.answered(self.handler, peer, data, reply, True,
+                                                    refused=True)
                 continue
             result = self.handler.answer_now(data, True)
             if result.__class__ is bytes:
+                if self.handler.query_log is not None:
+                    self.handler.query_log.answered(self.handler, peer, data, result, True)
                 if not result:
                     return  # unreadable: the stream can no longer be trusted
                 self._write(writer, result)
                 continue
             if len(pending) >= PIPELINED_PER_CONNECTION:
                 await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            task = self._spawn(self._resolve_tcp(writer, data, result))
+            task = self._spawn(self._resolve_tcp(writer, data, result, peer))
             pending.add(task)
             task.add_done_callback(pending.discard)
 
@@ -243,14 +266,17 @@ class Listeners:
             return None
 
     async def _resolve_tcp(self, writer: asyncio.StreamWriter, data: bytes,
-                           query: wire.Query) -> None:
-        self._write(writer, await self._resolve(data, query, True))
+                           query: wire.Query, peer=None) -> None:
+        self._write(writer, await self._resolve(data, query, True, peer))
 
     def _write(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
         if not reply or writer.is_closing():
             return
         if writer.transport.get_write_buffer_size() > TCP_WRITE_BUFFER_LIMIT:
-            writer.close()  # a client that does not read its answers is cut off
+            # A client that does not read its answers is cut off. abort(), not close(): close()
+            # would keep the socket and its buffered answers until a client that never reads
+            # has read them, i.e. forever.
+            writer.transport.abort()
             return
         self.stats.rcodes[reply[3] & 0x0F] += 1
         writer.write(wire.U16.pack(len(reply)) + reply)

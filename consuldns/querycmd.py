@@ -47,6 +47,12 @@ class Request:
         return cls(qname, int(rdtype), parse_server(server), tcp, dnssec, timeout)
 
 
+def question_text(request: Request) -> tuple[str, str]:
+    """The request's name and type as people write them."""
+    return (dns.name.from_wire(request.qname, 0)[0].to_text(),
+            dns.rdatatype.to_text(request.qtype))
+
+
 @dataclass
 class Outcome:
     raw: bytes
@@ -75,22 +81,50 @@ async def exchange(request: Request) -> Outcome:
     raise UpstreamError("truncated reply over UDP and no TCP answer")
 
 
-def run(request: Request, *, json_output: bool) -> int:
+@dataclass
+class Result:
+    """One server's reply to the question, or why there was none, and the exit code it means."""
+
+    message: dns.message.Message | None
+    outcome: Outcome | None
+    error: str | None
+    exit_code: int
+
+
+def ask(request: Request) -> Result:
+    """Ask the request's server and read the reply."""
     try:
         outcome = asyncio.run(exchange(request))
     except UpstreamError as exc:
-        print(f";; no reply from {request.server.address}: {exc}")
-        return EXIT_NO_REPLY
+        return Result(None, None, f"no reply from {request.server.address}: {exc}",
+                      EXIT_NO_REPLY)
     try:
         reply = wire.parse_reply(outcome.raw)
         message = dns.message.from_wire(outcome.raw)
     except (MalformedPacket, dns.exception.DNSException) as exc:
-        print(f";; unreadable reply from {request.server.address}: {exc}")
-        return EXIT_NO_REPLY
-    print(render_json(message, request, outcome) if json_output
-          else render_text(message, request, outcome))
+        return Result(None, outcome, f"unreadable reply from {request.server.address}: {exc}",
+                      EXIT_NO_REPLY)
     answered = reply.rcode == wire.NOERROR and any(r.section == 0 for r in reply.records)
-    return EXIT_ANSWER if answered else EXIT_NEGATIVE
+    return Result(message, outcome, None, EXIT_ANSWER if answered else EXIT_NEGATIVE)
+
+
+def run(request: Request, *, json_output: bool, explain: str | None = None) -> int:
+    """Print the reply (and, with explain = an admin address, the explanation); exit code."""
+    if explain is not None:
+        from consuldns import explain as explain_module
+
+        return explain_module.run(request, explain, json_output=json_output)
+    result = ask(request)
+    print(render(result, request, json_output))
+    return result.exit_code
+
+
+def render(result: Result, request: Request, json_output: bool) -> str:
+    if result.message is None:
+        return f";; {result.error}"
+    if json_output:
+        return render_json(result.message, request, result.outcome)
+    return render_text(result.message, request, result.outcome)
 
 
 def render_text(message: dns.message.Message, request: Request, outcome: Outcome) -> str:
@@ -120,24 +154,29 @@ def _count(rrsets) -> int:
     return sum(len(rrset) for rrset in rrsets)
 
 
-def render_json(message: dns.message.Message, request: Request, outcome: Outcome) -> str:
-    def section(rrsets) -> list[dict]:
-        return [{"name": rrset.name.to_text(), "ttl": rrset.ttl,
-                 "class": dns.rdataclass.to_text(rrset.rdclass),
-                 "type": dns.rdatatype.to_text(rrset.rdtype), "data": rdata.to_text()}
-                for rrset in rrsets for rdata in rrset]
+def section_json(rrsets) -> list[dict]:
+    return [{"name": rrset.name.to_text(), "ttl": rrset.ttl,
+             "class": dns.rdataclass.to_text(rrset.rdclass),
+             "type": dns.rdatatype.to_text(rrset.rdtype), "data": rdata.to_text()}
+            for rrset in rrsets for rdata in rrset]
 
-    document = {
+
+def document_of(message: dns.message.Message, request: Request, outcome: Outcome) -> dict:
+    """The JSON form of a reply (`query --json`)."""
+    return {
         "rcode": dns.rcode.to_text(message.rcode()),
         "flags": dns.flags.to_text(message.flags).split(),
         "question": {"name": dns.name.from_wire(request.qname, 0)[0].to_text(),
                      "type": dns.rdatatype.to_text(request.qtype)},
-        "answer": section(message.answer),
-        "authority": section(message.authority),
-        "additional": section(message.additional),
+        "answer": section_json(message.answer),
+        "authority": section_json(message.authority),
+        "additional": section_json(message.additional),
         "server": request.server.address,
         "transport": outcome.transport,
         "query_time_ms": round(outcome.elapsed * 1000, 2),
         "size": len(outcome.raw),
     }
-    return json.dumps(document, indent=2)
+
+
+def render_json(message: dns.message.Message, request: Request, outcome: Outcome) -> str:
+    return json.dumps(document_of(message, request, outcome), indent=2)

@@ -54,6 +54,9 @@ NAME_LAYOUTS: dict[int, tuple[object, ...]] = {
 }
 # Owner names and names inside rdata of these types may be written compressed (RFC 3597 §4).
 COMPRESSIBLE_RDATA = frozenset({NS, CNAME, PTR, MX, SOA})
+# Address records have one size; clients reject a reply with any other (nginx: "invalid A
+# record"), so such a reply is distrusted rather than cached and passed on.
+ADDRESS_SIZES = {A: 4, AAAA: 16}
 
 
 @dataclass(slots=True)
@@ -264,10 +267,13 @@ def parse_query(data: bytes) -> Query:
 def _read_query_additional(data: bytes, offset: int, count: int, query: Query) -> None:
     """Find the OPT record among the query's additional records (RFC 6891 §6.1.1)."""
     for _ in range(count):
-        try:
-            owner, offset = read_name(data, offset)
-        except MalformedPacket as exc:
-            raise FormatError(str(exc)) from None
+        if offset < len(data) and data[offset] == 0:
+            owner, offset = b"\x00", offset + 1  # the root, as every OPT record is owned
+        else:
+            try:
+                owner, offset = read_name(data, offset)
+            except MalformedPacket as exc:
+                raise FormatError(str(exc)) from None
         if offset + 10 > len(data):
             raise FormatError("additional record runs past the end of the message")
         rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
@@ -355,6 +361,8 @@ def _read_record(data: bytes, offset: int, section: int) -> tuple[Record, int]:
     end = offset + rdlength
     if end > len(data):
         raise MalformedPacket("record data runs past the end")
+    if rdlength != ADDRESS_SIZES.get(rtype, rdlength) and rclass == CLASS_IN:
+        raise MalformedPacket("address record of the wrong length")
     layout = NAME_LAYOUTS.get(rtype)
     rdata = data[offset:end] if layout is None else _decompress_rdata(data, offset, end, layout)
     if ttl & 0x80000000:

@@ -61,24 +61,24 @@ INVALID = [
      "server.listen: lists the same address twice"),
     ("timeout-string", '[server]\ntimeout = "2s"',
      "server.timeout: expected a number, got a string ('2s')"),
-    ("workers-bool", "[server]\nworkers = true", "server.workers: expected an integer, got a "
-     "boolean"),
+    ("workers-bool", "[server]\nworkers = true",
+     "server.workers: expected an integer, got a boolean"),
     ("workers-range", "[server]\nworkers = 0", "server.workers: must be between 1 and 64"),
     ("no-such-user", '[server]\nuser = "no-such-user-here"', "server.user: no user"),
     ("negative-rate", "[server]\nrate_limit = -1", "server.rate_limit: must be 0 (off)"),
     ("udp-size", "[server]\nmax_udp_size = 100", "server.max_udp_size: must be between 512"),
-    ("agent-address", '[consul]\naddress = "consul:8600"', "consul.address: 'consul:8600' is "
-     "not HOST:PORT"),
-    ("transport", '[consul]\ntransport = "quic"', "consul.transport: must be one of auto, udp, "
-     "tcp"),
+    ("agent-address", '[consul]\naddress = "consul:8600"',
+     "consul.address: 'consul:8600' is not HOST:PORT"),
+    ("transport", '[consul]\ntransport = "quic"',
+     "consul.transport: must be one of auto, udp, tcp"),
     ("reverse-zone", '[consul]\nreverse_zones = ["10.0.0.0/8"]',
      "consul.reverse_zones[0]: '10.0.0.0/8' is not a reverse zone"),
     ("policy", '[upstream]\npolicy = "fastest"',
      "upstream.policy: must be one of sequential, random, round_robin"),
-    ("upstream-name", '[upstream]\nservers = ["dns.google"]', "upstream.servers[0]: "
-     "'dns.google' is not an address"),
-    ("health-interval", "[upstream]\nhealth_interval = 0", "upstream.health_interval: must be "
-     "between 0.05 and 60"),
+    ("upstream-name", '[upstream]\nservers = ["dns.google"]',
+     "upstream.servers[0]: 'dns.google' is not an address"),
+    ("health-interval", "[upstream]\nhealth_interval = 0",
+     "upstream.health_interval: must be between 0.05 and 60"),
     ("zone-without-servers", '[[zones]]\nname = "corp.example"',
      "zones[0].servers: needs at least one server"),
     ("zone-is-consul", '[[zones]]\nname = "consul."\nservers = ["10.0.0.1"]',
@@ -93,14 +93,14 @@ INVALID = [
      "cache.consul.min_ttl: is above max_ttl (10 > 5)"),
     ("servfail-ttl", "[cache.default]\nservfail_ttl = 900",
      "cache.default.servfail_ttl: at most 300 seconds"),
-    ("negative-ttl", "[cache.default]\nstale_ttl = -1", "cache.default.stale_ttl: must not be "
-     "negative"),
-    ("acl-network", '[acl]\nallow = ["10.0.0.0/33"]', "acl.allow[0]: '10.0.0.0/33' is not a "
-     "network"),
+    ("negative-ttl", "[cache.default]\nstale_ttl = -1",
+     "cache.default.stale_ttl: must not be negative"),
+    ("acl-network", '[acl]\nallow = ["10.0.0.0/33"]',
+     "acl.allow[0]: '10.0.0.0/33' is not a network"),
     ("log-level", '[log]\nlevel = "verbose"', "log.level: must be one of debug, info"),
     ("log-format", '[log]\nformat = "xml"', "log.format: must be one of text, json"),
-    ("admin-no-port", '[admin]\nlisten = "localhost"', "admin.listen: 'localhost' is not "
-     "HOST:PORT, or 'off'"),
+    ("admin-no-port", '[admin]\nlisten = "localhost"',
+     "admin.listen: 'localhost' is not HOST:PORT, or 'off'"),
     ("admin-is-dns", '[server]\nlisten = ["127.0.0.1:9153"]',
      "admin.listen: '127.0.0.1:9153' is also a DNS listen address"),
 ]
@@ -145,7 +145,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
     text = '[server]\nlisen = []\ntimeout = "x"\n[upstream]\npolicy = "fastest"\n'
     with pytest.raises(ConfigError) as raised:
         load_text(tmp_path, text)
-    assert len(str(raised.value).splitlines()) == 2  # type errors first; semantics after
+    lines = str(raised.value).splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["server.lisen", "server.timeout",
+                                                      "upstream.policy"]
 
 
 def test_example_config_documents_every_key_with_its_default():
@@ -159,7 +161,7 @@ def test_example_config_documents_every_key_with_its_default():
         for item in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[item.name]) or item.name == "zones":
                 continue  # tables: their keys are checked through their own class
-            assert re.search(rf"^#? ?{item.name} = ", text, re.M), f"{cls.__name__}.{item.name}"
+            assert re.search(rf"^#? ?{item.name} = ", text, re.MULTILINE), f"{cls.__name__}.{item.name}"
 
 
 def test_check_config_command():
@@ -193,3 +195,13 @@ def test_flags_override_the_file(tmp_path):
 def test_bad_flag_is_reported_against_the_command_line():
     with pytest.raises(ConfigError, match="command line: admin.listen"):
         config.with_overrides(config.Settings(), admin="nowhere")
+
+
+def test_config_path_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
+    from consuldns.cli import _config_path
+
+    monkeypatch.setenv("CONSULDNS_CONFIG", "relative/consuldns.toml")
+    assert _config_path(None) == Path.cwd() / "relative" / "consuldns.toml"  # absolute: reloads
+    assert _config_path(tmp_path / "flag.toml") == tmp_path / "flag.toml"
+    monkeypatch.delenv("CONSULDNS_CONFIG")
+    assert _config_path(None) is None

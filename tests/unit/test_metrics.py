@@ -61,7 +61,7 @@ def test_names_follow_the_conventions(families):
 def test_readme_lists_exactly_the_exported_metrics(families):
     text = README.read_text()
     section = text.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"^\| `(consuldns_[a-z0-9_]+)`", section, re.M))
+    listed = set(re.findall(r"^\| `(consuldns_[a-z0-9_]+)`", section, re.MULTILINE))
     exported = exported_names(families)
     assert exported - listed == set(), "exported but not in the README's Metrics table"
     assert listed - exported == set(), "in the README but not exported"

@@ -1,0 +1,149 @@
+"""`workers = N`: N serving processes on the same addresses, spread by SO_REUSEPORT.
+
+The supervisor forks the workers before any event loop exists; each worker runs the normal
+single-process server (its own sockets bound with SO_REUSEPORT, its own cache, coalescing and
+stale logic), so the kernel hashes each client's (address, port) to one worker. The supervisor
+forwards SIGTERM, SIGINT and SIGHUP to every worker, restarts a worker that dies while
+serving, and exits with the workers' status once they have all stopped. A worker that fails
+while starting (a port already taken, say) stops the whole server: restarting it would fail
+the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("consuldns.workers")
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOPPING = (signal.SIGTERM, signal.SIGINT)
+STARTUP_GRACE = 2.0  # a worker dying sooner than this after its start failed to start
+RESTART_WINDOW = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+class Supervisor:
+    """Forks, watches and stops the workers; one instance per serving process tree."""
+
+    def __init__(self, count: int, serve_one: Callable[[], int]):
+        self.count = count
+        self.serve_one = serve_one
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started)
+        self.stopping = False
+        self.restarts: list[float] = []
+        self.status = 0
+
+    def run(self) -> int:
+        previous = {signum: signal.signal(signum, self._forward) for signum in FORWARDED}
+        try:
+            for slot in range(self.count):
+                self._spawn(slot)
+            log.info("supervising %d workers (pids %s)", self.count,
+                     " ".join(str(pid) for pid in self.children))
+            while self.children:
+                pid, wait_status = os.wait()  # PEP 475: retried after a signal handler ran
+                self._reap(pid, os.waitstatus_to_exitcode(wait_status))
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return self.status
+
+    # ------------------------------------------------------------ workers
+
+    def _spawn(self, slot: int) -> None:
+        """Fork one worker; signals stay blocked until each side has its handlers."""
+        parent = os.getpid()
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._become_worker(parent)  # never returns
+            self.children[pid] = (slot, time.monotonic())
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+    def _become_worker(self, parent: int) -> None:
+        code = 1
+        try:
+            for signum in STOPPING:
+                signal.signal(signum, signal.SIG_DFL)
+            # Until the server installs its own SIGHUP handler, a reload signal is ignored
+            # rather than fatal.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _die_with_parent(parent)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+            code = self.serve_one()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+        finally:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _reap(self, pid: int, code: int) -> None:
+        slot, started = self.children.pop(pid, (None, 0.0))
+        if slot is None:
+            return
+        if self.stopping:
+            self.status = max(self.status, code if code > 0 else 0)
+            return
+        if time.monotonic() - started < STARTUP_GRACE:
+            log.error("worker %d exited with %d while starting; stopping", pid, code)
+            self.status = code if code > 0 else 1
+            self._stop_all()
+            return
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW] + [now]
+        if len(self.restarts) > 3 * self.count:
+            log.error("workers keep dying (%d restarts in %.0f s); stopping",
+                      len(self.restarts), RESTART_WINDOW)
+            self.status = 1
+            self._stop_all()
+            return
+        log.warning("worker %d exited with %d; starting another", pid, code)
+        self._spawn(slot)
+
+    # ------------------------------------------------------------ signals
+
+    def _forward(self, signum: int, _frame) -> None:
+        if signum in STOPPING:
+            self.stopping = True
+        for pid in list(self.children):
+            _signal(pid, signum)
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        for pid in list(self.children):
+            _signal(pid, signal.SIGTERM)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGTERM when the supervisor dies, so no worker outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
+def supervise(count: int, serve_one: Callable[[], int]) -> int:
+    """Run serve_one in `count` forked workers until they stop; the exit code."""
+    return Supervisor(count, serve_one).run()
