@@ -154,15 +154,17 @@ class Handler:
 
     # ------------------------------------------------------------ slow path
 
-    async def resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None) -> bytes:
-        """Answer a cache miss (or an expired entry) from upstream, or stale, or SERVFAIL."""
+    async def resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None,
+                      claimed: asyncio.Future[Template] | None = None) -> bytes:
+        """Answer a cache miss (or an expired entry) from upstream, or stale, or SERVFAIL;
+        `claimed` is what claim() returned for this query, if it was called."""
         started = self.now()
         route = self.router.route(query.qname)
         self.stats.cache_misses += 1
         self.stats.zone_misses[route.zone] += 1
-        state = "coalesced" if query.key in self._inflight else "miss"
+        state = "coalesced" if claimed is None and query.key in self._inflight else "miss"
         try:
-            template = await self._fetch(query, route)
+            template = await self._fetch(query, route, claimed)
         except UpstreamError as exc:
             reply = self._answer_failure(data, query, route, tcp, exc)
             state = state if reply[3] & 0x0F == wire.SERVFAIL else "stale"
@@ -172,6 +174,59 @@ class Handler:
             self.query_log.resolved(client, query, route.zone, state, reply,
                                     self.now() - started, tcp)
         return reply
+
+    def claim(self, query: wire.Query) -> asyncio.Future[Template] | None:
+        """Mark query's upstream exchange as under way before the task that makes it starts,
+        so that identical queries read in the same wakeup follow it; pass the result to
+        resolve(claimed=...), and to release() when that task is done."""
+        if query.key in self._inflight:
+            return None
+        claimed = asyncio.get_running_loop().create_future()
+        self._inflight[query.key] = claimed
+        return claimed
+
+    def release(self, query: wire.Query, claimed: asyncio.Future[Template] | None) -> None:
+        """A claim whose task never ran (cancelled before it started) is withdrawn."""
+        if claimed is not None and not claimed.done():
+            claimed.cancel()
+            if self._inflight.get(query.key) is claimed:
+                del self._inflight[query.key]
+
+    def follow(self, data: bytes, query: wire.Query, tcp: bool,
+               deliver: Callable[[bytes], None], client=None) -> bool:
+        """Join the upstream exchange already under way for the same question, without a task
+        of its own (a hot TTL-0 name is mostly such followers): deliver(reply) runs when it
+        ends (b"" if it was cancelled). False when there is none to join: call resolve."""
+        pending = self._inflight.get(query.key)
+        if pending is None:
+            return False
+        started = self.now()
+        route = self.router.route(query.qname)
+        self.stats.cache_misses += 1
+        self.stats.zone_misses[route.zone] += 1
+        self.stats.coalesced += 1
+
+        def done(future: asyncio.Future[Template]) -> None:
+            if future.cancelled():
+                deliver(b"")
+                return
+            exc = future.exception()
+            state = "coalesced"
+            if exc is None:
+                template = future.result()
+                reply = self._shape(template, template.body, query, tcp)
+            elif isinstance(exc, UpstreamError):
+                reply = self._answer_failure(data, query, route, tcp, exc)
+                state = state if reply[3] & 0x0F == wire.SERVFAIL else "stale"
+            else:
+                reply = wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.max_udp)
+            if self.query_log is not None:
+                self.query_log.resolved(client, query, route.zone, state, reply,
+                                        self.now() - started, tcp)
+            deliver(reply)
+
+        pending.add_done_callback(done)
+        return True
 
     def _answer_failure(self, data: bytes, query: wire.Query, route: Route, tcp: bool,
                         exc: UpstreamError) -> bytes:
@@ -219,14 +274,17 @@ class Handler:
         finally:
             entry.refreshing = False
 
-    async def _fetch(self, query: wire.Query, route: Route) -> Template:
+    async def _fetch(self, query: wire.Query, route: Route,
+                     claimed: asyncio.Future[Template] | None = None) -> Template:
         """One upstream exchange per key at a time: concurrent identical misses share it."""
-        pending = self._inflight.get(query.key)
-        if pending is not None:
-            self.stats.coalesced += 1
-            return await asyncio.shield(pending)
-        pending = asyncio.get_running_loop().create_future()
-        self._inflight[query.key] = pending
+        pending = claimed
+        if pending is None:
+            pending = self._inflight.get(query.key)
+            if pending is not None:
+                self.stats.coalesced += 1
+                return await asyncio.shield(pending)
+            pending = asyncio.get_running_loop().create_future()
+            self._inflight[query.key] = pending
         try:
             template = await self._fetch_upstream(query, route)
         except asyncio.CancelledError:

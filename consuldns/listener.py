@@ -161,8 +161,23 @@ class Listeners:
             elif self.inflight >= self.limits.max_inflight:
                 self.stats.overload += 1
                 self._send(sock, self._servfail(data, result), client)
+            elif handler.follow(data, result, False, self._udp_delivery(sock, client), client):
+                self.inflight += 1  # a follower waits on another query's exchange, no task
             else:
-                self._spawn(self._resolve_udp(sock, data, result, client))
+                # Take the slot now: the tasks spawned by this loop have not run yet, so a
+                # burst in one wakeup would otherwise all pass the check above.
+                self.inflight += 1
+                claimed = handler.claim(result)
+                task = self._spawn(self._resolve_udp(sock, data, result, client, claimed))
+                if claimed is not None:
+                    task.add_done_callback(lambda _, q=result, c=claimed: handler.release(q, c))
+
+    def _udp_delivery(self, sock: socket.socket, client):
+        def deliver(reply: bytes) -> None:
+            self.inflight -= 1
+            self._send(sock, reply, client)
+
+        return deliver
 
     def _send(self, sock: socket.socket, reply: bytes, client) -> None:
         if not reply:
@@ -176,13 +191,14 @@ class Listeners:
             log.debug("send to %s failed: %s", client, exc)
 
     async def _resolve_udp(self, sock: socket.socket, data: bytes, query: wire.Query,
-                           client) -> None:
-        self._send(sock, await self._resolve(data, query, False, client), client)
+                           client, claimed=None) -> None:
+        self._send(sock, await self._resolve(data, query, False, client, claimed), client)
 
-    async def _resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None) -> bytes:
-        self.inflight += 1
+    async def _resolve(self, data: bytes, query: wire.Query, tcp: bool, client=None,
+                       claimed=None) -> bytes:
+        # The in-flight slot was taken by the caller, when it spawned this task.
         try:
-            return await self.handler.resolve(data, query, tcp, client)
+            return await self.handler.resolve(data, query, tcp, client, claimed)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -248,6 +264,11 @@ class Listeners:
                 continue
             if len(pending) >= PIPELINED_PER_CONNECTION:
                 await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if self.inflight >= self.limits.max_inflight:  # the cap holds over TCP too
+                self.stats.overload += 1
+                self._write(writer, self._servfail(data, result))
+                continue
+            self.inflight += 1
             task = self._spawn(self._resolve_tcp(writer, data, result, peer))
             pending.add(task)
             task.add_done_callback(pending.discard)

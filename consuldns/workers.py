@@ -94,7 +94,7 @@ class Supervisor:
         if slot is None:
             return
         if self.stopping:
-            self.status = max(self.status, code if code > 0 else 0)
+            self.status = max(self.status, code, 0)
             return
         if time.monotonic() - started < STARTUP_GRACE:
             log.error("worker %d exited with %d while starting; stopping", pid, code)
