@@ -11,10 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from consuldns.acl import AccessList
 from consuldns.stats import Stats
 
-_CLIENT_LIMIT = 65536  # buckets kept; beyond it they are all forgotten (a flood of sources)
+# Buckets kept. Beyond it the least recently seen client is forgotten, so a flood of spoofed
+# sources cannot reset the buckets of the clients that are really sending.
+_CLIENT_LIMIT = 65536
 
 
 class RateLimitedAccess:
@@ -27,7 +31,8 @@ class RateLimitedAccess:
         self.burst = float(burst or max(rate, 1.0))
         self.stats = stats
         self.now = now
-        self._buckets: dict[str, list[float]] = {}  # address -> [tokens, last refill]
+        # address -> [tokens, last refill]
+        self._buckets: LRUCache[str, list[float]] = LRUCache(maxsize=_CLIENT_LIMIT)
 
     def allows(self, address: str) -> bool:
         return self.acl.allows(address) and self._take(address)
@@ -36,8 +41,6 @@ class RateLimitedAccess:
         now = self.now()
         bucket = self._buckets.get(address)
         if bucket is None:
-            if len(self._buckets) >= _CLIENT_LIMIT:
-                self._buckets.clear()
             bucket = self._buckets[address] = [self.burst, now]
         tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
         bucket[1] = now
