@@ -93,7 +93,7 @@ def _fit(template: Template, records: tuple[bytes, ...] | list[bytes], query: wi
             break
         room -= len(record)
         kept += 1
-    answer, authority, additional = template.sections
+    answer, authority, _ = template.sections
     if kept < answer + authority:
         flags |= wire.TC
     sections = (min(kept, answer), min(max(kept - answer, 0), authority),

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 from consuldns import __version__, ratelimit
 from consuldns.admin import AdminServer
-from consuldns.cache import Cache, CachePolicy
+from consuldns.cache import Cache
 from consuldns.config import (
     ADMIN_OFF,
     ConfigSource,
     Settings,
-    ZoneCacheSettings,
     resolv_conf_servers,
 )
 from consuldns.handler import Handler
@@ -40,12 +39,6 @@ STARTUP_AGENT_TIMEOUT = 0.5  # a silent agent delays the start by this much at m
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def cache_policy(zc: ZoneCacheSettings) -> CachePolicy:
-    return CachePolicy(min_ttl=zc.min_ttl, max_ttl=zc.max_ttl, neg_min_ttl=zc.neg_min_ttl,
-                       neg_max_ttl=zc.neg_max_ttl, servfail_ttl=zc.servfail_ttl,
-                       stale_window=zc.stale_window, stale_ttl=zc.stale_ttl)
-
-
 def build_router(settings: Settings) -> Router:
     """Routes: the Consul domain(s) and reverse zones to the agent, extra zones, the rest."""
     consul = settings.consul
@@ -61,7 +54,7 @@ def build_router(settings: Settings) -> Router:
     agent = Group("consul", [parse_server(consul.address, 8600)], edns_size=consul.edns_size,
                   agent=True, agent_transport=consul.transport,
                   agent_answer_limit=consul.udp_answer_limit)
-    agent_policy = cache_policy(settings.cache.consul)
+    agent_policy = settings.cache.consul
     routes = [Route(_fqdn(consul.domain), agent, agent_policy, is_agent=True)]
     if consul.alt_domain:
         routes.append(Route(_fqdn(consul.alt_domain), agent, agent_policy, is_agent=True))
@@ -73,8 +66,8 @@ def build_router(settings: Settings) -> Router:
                       edns_size=settings.upstream.edns_size, policy=zone.policy,
                       max_fails=settings.upstream.max_fails)
         zc = settings.cache.zones.get(zone.name.rstrip("."), settings.cache.default)
-        routes.append(Route(_fqdn(zone.name), group, cache_policy(zc)))
-    default = Route(".", default_group, cache_policy(settings.cache.default))
+        routes.append(Route(_fqdn(zone.name), group, zc))
+    default = Route(".", default_group, settings.cache.default)
     return Router(routes, default)
 
 

@@ -28,7 +28,8 @@ class Kind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Per-zone cache settings, in seconds."""
+    """Per-zone cache settings, in seconds (the [cache.consul], [cache.default] and
+    [cache.zones."NAME"] tables of the config file)."""
 
     min_ttl: int = 0
     max_ttl: int = 86400
@@ -37,7 +38,6 @@ class CachePolicy:
     servfail_ttl: int = 2
     stale_window: int = 3600
     stale_ttl: int = 30
-    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class Decision:
 def classify(reply: wire.Reply, policy: CachePolicy) -> Decision:
     """Decide whether and how long a reply is cached, and the TTLs clients are shown."""
     original = [r.ttl for r in reply.records]
-    if reply.truncated or not policy.enabled:
+    if reply.truncated:
         return Decision(Kind.UNCACHEABLE, 0, original)
     if reply.rcode == wire.SERVFAIL:
         return Decision(Kind.SERVFAIL, policy.servfail_ttl, original)
@@ -91,8 +91,20 @@ def _clamp(value: int, low: int, high: int) -> int:
 class Entry:
     """A cached reply: its template, when it stops being fresh, and until when it may go stale."""
 
-    __slots__ = ("template", "kind", "stored", "expires", "stale_until", "zone", "stale_ttl",
-                 "hits", "refreshing", "failed_until", "_age", "_body")
+    __slots__ = (
+        "_age",
+        "_body",
+        "expires",
+        "failed_until",
+        "hits",
+        "kind",
+        "refreshing",
+        "stale_ttl",
+        "stale_until",
+        "stored",
+        "template",
+        "zone",
+    )
 
     def __init__(self, template: Template, kind: Kind, stored: float, lifetime: int,
                  stale_window: int, zone: str, stale_ttl: int = 30):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,13 +23,13 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version_callback, is_eager=True, help="Print the version.")] = None,
 ) -> None:
     """consuldns: .consul to the local agent, everything else upstream, cached and shuffled."""
 
 
-def _config_path(config: Optional[Path]) -> Optional[Path]:
+def _config_path(config: Path | None) -> Path | None:
     """--config, else $CONSULDNS_CONFIG, else none (built-in defaults); absolute for reloads."""
     if config is None and os.environ.get("CONSULDNS_CONFIG"):
         config = Path(os.environ["CONSULDNS_CONFIG"])
@@ -43,26 +43,26 @@ ADMIN_HELP = "Admin HTTP HOST:PORT of the running consuldns (default $CONSULDNS_
 
 @app.command()
 def serve(
-    config: Annotated[Optional[Path], typer.Option(
+    config: Annotated[Path | None, typer.Option(
         help="TOML config file (default: $CONSULDNS_CONFIG, else built-in defaults).")] = None,
-    listen: Annotated[Optional[list[str]], typer.Option(
+    listen: Annotated[list[str] | None, typer.Option(
         help="HOST:PORT to serve UDP and TCP on; repeatable; IPv6 as [::1]:53.")] = None,
-    consul: Annotated[Optional[str], typer.Option(
+    consul: Annotated[str | None, typer.Option(
         help="The Consul agent's DNS address (default 127.0.0.1:8600).")] = None,
-    upstream: Annotated[Optional[list[str]], typer.Option(
+    upstream: Annotated[list[str] | None, typer.Option(
         help="Upstream resolver HOST[:PORT] for other names; repeatable "
              "(default: nameservers of /etc/resolv.conf).")] = None,
-    domain: Annotated[Optional[str], typer.Option(help="The Consul domain (default consul).")]
+    domain: Annotated[str | None, typer.Option(help="The Consul domain (default consul).")]
     = None,
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         help="Processes sharing the port with SO_REUSEPORT.")] = None,
-    admin: Annotated[Optional[str], typer.Option(
+    admin: Annotated[str | None, typer.Option(
         help="Admin HTTP HOST:PORT for /metrics, /health, /ready; 'off' disables it.")] = None,
-    user: Annotated[Optional[str], typer.Option(
+    user: Annotated[str | None, typer.Option(
         help="User to switch to after binding (default nobody when root).")] = None,
-    log_queries: Annotated[Optional[bool], typer.Option(
+    log_queries: Annotated[bool | None, typer.Option(
         "--log-queries", help="Log one line per query.")] = None,
-    log_level: Annotated[Optional[str], typer.Option(
+    log_level: Annotated[str | None, typer.Option(
         help="debug, info, warning or error.")] = None,
 ) -> None:
     """Serve DNS on UDP and TCP."""
@@ -93,7 +93,7 @@ def query(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Also show the route, the cache state (from the admin listener) and "
                           "the Consul agent's own answer, side by side.")] = False,
-    admin: Annotated[Optional[str], typer.Option(help=ADMIN_HELP)] = None,
+    admin: Annotated[str | None, typer.Option(help=ADMIN_HELP)] = None,
 ) -> None:
     """Ask a server like dig would; exit 0 answer, 1 negative, 2 usage, 3 no reply."""
     from consuldns import querycmd
@@ -108,7 +108,7 @@ def query(
     raise typer.Exit(code=querycmd.run(request, json_output=json_output, explain=admin_address))
 
 
-def _admin_address(admin: Optional[str]) -> str:
+def _admin_address(admin: str | None) -> str:
     from consuldns.listener import parse_listen
 
     address = admin or os.environ.get("CONSULDNS_ADMIN") or DEFAULT_ADMIN
@@ -125,9 +125,9 @@ app.add_typer(cache_app, name="cache")
 
 @cache_app.command("flush")
 def cache_flush(
-    name: Annotated[Optional[str], typer.Argument(
+    name: Annotated[str | None, typer.Argument(
         help="Flush only this name (every type); default: the whole cache.")] = None,
-    admin: Annotated[Optional[str], typer.Option(help=ADMIN_HELP)] = None,
+    admin: Annotated[str | None, typer.Option(help=ADMIN_HELP)] = None,
 ) -> None:
     """Drop cached answers in a running consuldns (through its admin listener)."""
     from consuldns import adminclient

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consuldns.acl import DEFAULT_ALLOW
+from consuldns.cache import CachePolicy
 from consuldns.errors import ConfigError
 
 POLICIES = ("sequential", "random", "round_robin")
@@ -67,15 +68,8 @@ class ZoneSettings:
     policy: str = "sequential"
 
 
-@dataclass(frozen=True)
-class ZoneCacheSettings:
-    min_ttl: int = 0
-    max_ttl: int = 86400
-    neg_min_ttl: int = 0
-    neg_max_ttl: int = 3600
-    servfail_ttl: int = 2
-    stale_window: int = 3600
-    stale_ttl: int = 30
+# The per-zone cache tables are read straight into the cache's own policy type.
+ZoneCacheSettings = CachePolicy
 
 
 @dataclass(frozen=True)
@@ -84,8 +78,8 @@ class CacheSettings:
     shuffle: bool = True
     shuffle_srv: bool = True
     prefetch: bool = False
-    consul: ZoneCacheSettings = ZoneCacheSettings()
-    default: ZoneCacheSettings = ZoneCacheSettings()
+    consul: ZoneCacheSettings = field(default_factory=ZoneCacheSettings)
+    default: ZoneCacheSettings = field(default_factory=ZoneCacheSettings)
     zones: dict[str, ZoneCacheSettings] = field(default_factory=dict)
 
 

@@ -35,7 +35,7 @@ class Request:
 
     @classmethod
     def from_text(cls, name: str, qtype: str, server: str, *, tcp: bool, dnssec: bool,
-                  timeout: float) -> "Request":
+                  timeout: float) -> Request:
         try:
             qname = dns.name.from_text(name).to_wire()
         except dns.exception.DNSException as exc:
@@ -129,10 +129,10 @@ def render(result: Result, request: Request, json_output: bool) -> str:
 
 def render_text(message: dns.message.Message, request: Request, outcome: Outcome) -> str:
     rcode = dns.rcode.to_text(message.rcode())
-    lines = [f";; status: {rcode}, id: {message.id}",
-             f";; flags: {dns.flags.to_text(message.flags).lower()}; QUERY: 1, "
-             f"ANSWER: {_count(message.answer)}, AUTHORITY: {_count(message.authority)}, "
-             f"ADDITIONAL: {_count(message.additional)}"]
+    counts = (f"ANSWER: {_count(message.answer)}, AUTHORITY: {_count(message.authority)}, "
+              f"ADDITIONAL: {_count(message.additional)}")
+    flags = dns.flags.to_text(message.flags).lower()
+    lines = [f";; status: {rcode}, id: {message.id}", f";; flags: {flags}; QUERY: 1, {counts}"]
     if message.edns >= 0:
         lines.append(f";; EDNS: version {message.edns}, udp {message.payload}"
                      + (", do" if message.ednsflags & dns.flags.DO else ""))

@@ -17,8 +17,17 @@ class Template:
     """A rendered reply: the records as one bytes body, where each ends, where the TTLs sit,
     and which runs of records may be shuffled. Kept compact: 100 000 of them are cached."""
 
-    __slots__ = ("qtail", "counts", "body", "ends", "ttl_offsets", "ttls", "runs", "rcode",
-                 "ad")
+    __slots__ = (
+        "ad",
+        "body",
+        "counts",
+        "ends",
+        "qtail",
+        "rcode",
+        "runs",
+        "ttl_offsets",
+        "ttls",
+    )
 
     def __init__(self, qtail: bytes, counts: bytes, body: bytes, ends: tuple[int, ...],
                  ttl_offsets: tuple[int, ...], ttls: tuple[int, ...],

@@ -44,7 +44,7 @@ class Answer:
 
     reply: wire.Reply
     raw: bytes
-    server: "Server"
+    server: Server
     transport: str
     elapsed: float
 

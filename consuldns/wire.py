@@ -196,7 +196,7 @@ def _text_char(byte: int) -> str:
         return "\\" + chr(byte)
     if 0x21 <= byte <= 0x7E:
         return chr(byte)
-    return "\\%03d" % byte
+    return f"\\{byte:03d}"
 
 
 def text_to_name(text: str) -> bytes:

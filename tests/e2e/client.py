@@ -31,7 +31,7 @@ def ask_raw(server, data: bytes, timeout: float = 1.0) -> bytes | None:
         sock.sendto(data, (server.host, server.port))
         try:
             return sock.recv(65535)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return None
 
 

@@ -200,7 +200,7 @@ class Backends:
 
 def _handler(pool: Backends, address: str) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        def do_GET(self) -> None:
             pool.record(address)
             body = address.encode()
             self.send_response(200)
