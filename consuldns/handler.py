@@ -64,6 +64,8 @@ class Handler:
             reply = self._fresh_hit(known, tcp)
             if reply is not None:
                 return data[:2] + reply[2:]  # the reply to the earlier query, with this ID
+            # Same bytes as a query that passed parsing and policy: only the ID differs.
+            return self._from_cache(known.with_id(wire.U16.unpack_from(data)[0]), tcp)
         try:
             query = wire.parse_query(data)
         except MalformedPacket:
@@ -79,6 +81,10 @@ class Handler:
         if len(parsed) >= PARSED_MEMO_SIZE:
             parsed.clear()
         parsed[data[2:]] = query
+        return self._from_cache(query, tcp)
+
+    def _from_cache(self, query: wire.Query, tcp: bool) -> bytes | wire.Query:
+        """A fresh (or, while upstream fails, stale) cached reply; else the query to resolve."""
         entry = self.cache.get(query.key)
         if entry is None:
             return query
