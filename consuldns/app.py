@@ -104,6 +104,7 @@ def build_runtime(settings: Settings) -> Runtime:
                       max_udp=settings.server.max_udp_size,
                       shuffle_addresses=settings.cache.shuffle,
                       shuffle_srv=settings.cache.shuffle_srv, prefetch=settings.cache.prefetch,
+                      chaos=settings.server.chaos,
                       query_log=query_log_for(settings))
     listeners = Listeners(handler, client_policy(settings, stats), limits_for(settings), stats)
     return Runtime(settings, stats, handler, listeners)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 
-from consuldns import answer, wire
+from consuldns import __version__, answer, wire
 from consuldns.cache import Cache, Entry, Kind, classify
 from consuldns.errors import FormatError, MalformedPacket, UpstreamError
 from consuldns.router import Route, Router
@@ -27,6 +28,12 @@ log = logging.getLogger("consuldns.handler")
 ZONE_TRANSFER_TYPES = frozenset({251, 252})  # IXFR, AXFR
 RFC8482_HINFO = b"\x07RFC8482\x00"  # HINFO "RFC8482" "" (RFC 8482 §4.2)
 RFC8482_TTL = 3600
+CHAOS_TEXTS = {
+    wire.text_to_name(name): text
+    for names, text in ((("version.bind", "version.server"), lambda: f"consuldns {__version__}"),
+                        (("id.server", "hostname.bind"), socket.gethostname))
+    for name in names
+}
 PARSED_MEMO_SIZE = 4096  # distinct query byte strings remembered (cleared when full)
 
 
@@ -35,7 +42,7 @@ class Known:
     entry, its age in whole seconds and the transport are the same, the reply is too (when
     there is nothing to shuffle), but for the ID."""
 
-    __slots__ = ("query", "entry", "age", "tcp", "reply")
+    __slots__ = ("age", "entry", "query", "reply", "tcp")
 
     def __init__(self, query: wire.Query):
         self.query = query
@@ -55,7 +62,7 @@ class Handler:
                  timeout: float = 2.0, max_udp: int = 1232, shuffle_addresses: bool = True,
                  shuffle_srv: bool = True, rng: random.Random | None = None,
                  now: Callable[[], float] = time.monotonic, prefetch: bool = False,
-                 query_log: Callable[..., None] | None = None):
+                 chaos: bool = False, query_log: Callable[..., None] | None = None):
         self.router = router
         self.cache = cache
         self.stats = stats or Stats()
@@ -67,6 +74,7 @@ class Handler:
         self.now = now
         self.query_log = query_log
         self.prefetch = prefetch
+        self.chaos = chaos
         self._inflight: dict[bytes, asyncio.Future[Template]] = {}
         self._background: set[asyncio.Task] = set()
         # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
@@ -148,6 +156,10 @@ class Handler:
         if query.edns_version != 0:
             return wire.error_reply(data, query, wire.BADVERS, max_udp=self.max_udp)
         if query.qclass != wire.CLASS_IN:
+            if self.chaos and query.qclass == wire.CLASS_CH:
+                reply = self._chaos_answer(data, query)
+                if reply is not None:
+                    return reply
             self.stats.refused += 1
             return wire.error_reply(data, query, wire.REFUSED, max_udp=self.max_udp)
         if query.qtype in ZONE_TRANSFER_TYPES or query.qtype == wire.OPT:
@@ -156,15 +168,30 @@ class Handler:
             return self._minimal_any(data, query)
         return None
 
-    def _minimal_any(self, data: bytes, query: wire.Query) -> bytes:
-        """RFC 8482: answer ANY with one synthesised HINFO record instead of everything."""
-        record = (b"\xc0\x0c" + wire.RR_FIXED.pack(13, wire.CLASS_IN, RFC8482_TTL,
-                                                     len(RFC8482_HINFO)) + RFC8482_HINFO)
+    def _chaos_answer(self, data: bytes, query: wire.Query) -> bytes | None:
+        """CHAOS TXT version.bind / id.server (and their aliases), as BIND and unbound answer
+        them, for operators who check what is running; None for any other CHAOS question."""
+        text = CHAOS_TEXTS.get(query.qname.lower())
+        if text is None or query.qtype != wire.TXT:
+            return None
+        value = text().encode()[:255]
+        rdata = bytes([len(value)]) + value
+        record = b"\xc0\x0c" + wire.RR_FIXED.pack(wire.TXT, wire.CLASS_CH, 0, len(rdata)) + rdata
+        return self._synthesised(data, query, record)
+
+    def _synthesised(self, data: bytes, query: wire.Query, record: bytes) -> bytes:
+        """A NOERROR reply holding one record made here (its owner a pointer to the qname)."""
         flags = wire.QR | wire.RA | (query.flags & (wire.RD | wire.CD))
         opt = wire.opt_record(self.max_udp, do=query.do) if query.has_opt else b""
         counts = wire.COUNTS.pack(1, 1, 0, 1 if opt else 0)
         return (wire.TYPE_CLASS.pack(query.id, flags) + counts + data[12:query.question_end]
                 + record + opt)
+
+    def _minimal_any(self, data: bytes, query: wire.Query) -> bytes:
+        """RFC 8482: answer ANY with one synthesised HINFO record instead of everything."""
+        record = (b"\xc0\x0c" + wire.RR_FIXED.pack(13, wire.CLASS_IN, RFC8482_TTL,
+                                                     len(RFC8482_HINFO)) + RFC8482_HINFO)
+        return self._synthesised(data, query, record)
 
     def refused(self, data: bytes) -> bytes:
         """REFUSED for a client outside the allowed networks (never recursion for them)."""

@@ -164,6 +164,7 @@ class Reloader:
         handler.shuffle_addresses = settings.cache.shuffle
         handler.shuffle_srv = settings.cache.shuffle_srv
         handler.prefetch = settings.cache.prefetch
+        handler.chaos = settings.server.chaos
         handler.query_log = self.server.query_log_for(settings)
         runtime.listeners.acl = self.server.client_policy(settings)
         runtime.listeners.limits = Limits(

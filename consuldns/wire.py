@@ -79,7 +79,7 @@ class Query:
     def cd(self) -> bool:
         return bool(self.flags & CD)
 
-    def with_id(self, qid: int) -> "Query":
+    def with_id(self, qid: int) -> Query:
         """The same query under another ID (a client repeating itself)."""
         return Query(qid, self.flags, self.qname, self.qtype, self.qclass, self.question_end,
                      self.key, self.has_opt, self.udp_size, self.edns_version, self.do)

@@ -13,6 +13,7 @@ import time
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import pytest
 
 from tests.e2e.client import addresses, ask, ask_raw, tcp_frame
@@ -325,3 +326,24 @@ def test_huge_srv_answer_over_tcp_is_fitted_to_one_tcp_message(consul_double_fac
     assert len(srv.to_wire()) <= 65535
     a = ask(server, "big.service.consul", tcp=True, timeout=10)
     assert len(addresses(a)) == 1100
+
+
+def test_chaos_version_and_id_when_enabled(consuldns_server):
+    import socket as socket_module
+
+    from consuldns import __version__
+
+    server = consuldns_server(config="[server]\nchaos = true\n")
+    version = dns.message.from_wire(ask_raw(server, dns.message.make_query(
+        "VERSION.bind", "TXT", "CH").to_wire()))
+    assert version.rcode() == dns.rcode.NOERROR
+    assert version.answer[0].rdclass == dns.rdataclass.CH
+    assert version.answer[0][0].strings == (f"consuldns {__version__}".encode(),)
+    assert version.question[0].name.to_text() == "VERSION.bind."
+    identity = dns.message.from_wire(ask_raw(server, dns.message.make_query(
+        "id.server", "TXT", "CH").to_wire()))
+    assert identity.answer[0][0].strings == (socket_module.gethostname().encode(),)
+    other = dns.message.from_wire(ask_raw(server, dns.message.make_query(
+        "authors.bind", "TXT", "CH").to_wire()))
+    assert other.rcode() == dns.rcode.REFUSED
+    assert ask(server, zone.WWW.name).rcode() == dns.rcode.NOERROR
