@@ -8,6 +8,7 @@ configuration (reload.py); servers marked down are probed in the background (hea
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -140,8 +141,23 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log.level.upper())
 
 
+def tune_garbage_collector() -> None:
+    """Collect the young generation every 50 000 allocations instead of every 700.
+
+    Every query allocates short-lived objects (closures and futures on the miss path, a query
+    copy per repeat) that die young anyway; with the default threshold the collector ran so
+    often that it cost a third of the time of a hot TTL-0 name (measured with
+    `python -m benchmarks.compare`: 44k -> 69k qps, misses +14%). What the process holds at
+    start (modules, config) is frozen out of every collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def run(settings: Settings, source: ConfigSource | None = None) -> int:
     """Serve until told to stop; the process exit code."""
+    tune_garbage_collector()
     configure_logging(settings)
     try:
         import uvloop
