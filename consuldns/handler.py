@@ -76,6 +76,8 @@ class Handler:
         self.prefetch = prefetch
         self.chaos = chaos
         self._inflight: dict[bytes, asyncio.Future[Template]] = {}
+        # Queries waiting on an exchange another query started (see follow()).
+        self._followers: dict[asyncio.Future[Template], list[tuple]] = {}
         self._background: set[asyncio.Task] = set()
         # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
         # the same bytes with a new ID, and a hit then skips parse_query (~2 us of ~4).
@@ -259,33 +261,43 @@ class Handler:
         pending = self._inflight.get(query.key)
         if pending is None:
             return False
-        started = self.now()
-        route = self.router.route(query.qname)
         self.stats.cache_misses += 1
-        self.stats.zone_misses[route.zone] += 1
         self.stats.coalesced += 1
+        waiting = self._followers.get(pending)
+        if waiting is None:
+            # One callback answers every follower: a callback each would cost the event loop
+            # a scheduled handle per query.
+            waiting = self._followers[pending] = []
+            pending.add_done_callback(self._answer_followers)
+        waiting.append((data, query, tcp, deliver, client, self.now()))
+        return True
 
-        def done(future: asyncio.Future[Template]) -> None:
+    def _answer_followers(self, future: asyncio.Future[Template]) -> None:
+        waiting = self._followers.pop(future, [])
+        if not waiting:
+            return
+        route = self.router.route(waiting[0][1].qname)  # one question: one route
+        self.stats.zone_misses[route.zone] += len(waiting)
+        for data, query, tcp, deliver, client, started in waiting:
             if future.cancelled():
                 deliver(b"")
-                return
-            exc = future.exception()
-            state = "coalesced"
-            if exc is None:
-                template = future.result()
-                reply = self._shape(template, template.body, query, tcp)
-            elif isinstance(exc, UpstreamError):
-                reply = self._answer_failure(data, query, route, tcp, exc)
-                state = state if reply[3] & 0x0F == wire.SERVFAIL else "stale"
-            else:
-                reply = wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.max_udp)
+                continue
+            reply, state = self._follower_reply(future, data, query, route, tcp)
             if self.query_log is not None:
                 self.query_log.resolved(client, query, route.zone, state, reply,
                                         self.now() - started, tcp)
             deliver(reply)
 
-        pending.add_done_callback(done)
-        return True
+    def _follower_reply(self, future: asyncio.Future[Template], data: bytes,
+                        query: wire.Query, route: Route, tcp: bool) -> tuple[bytes, str]:
+        exc = future.exception()
+        if exc is None:
+            template = future.result()
+            return self._shape(template, template.body, query, tcp), "coalesced"
+        if isinstance(exc, UpstreamError):
+            reply = self._answer_failure(data, query, route, tcp, exc)
+            return reply, "coalesced" if reply[3] & 0x0F == wire.SERVFAIL else "stale"
+        return wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.max_udp), "coalesced"
 
     def _answer_failure(self, data: bytes, query: wire.Query, route: Route, tcp: bool,
                         exc: UpstreamError) -> bytes:
