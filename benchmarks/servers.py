@@ -64,21 +64,12 @@ def _cpu_set(text: str) -> set[int]:
 
 def process_tree(pid: int) -> list[int]:
     """pid and all its descendants (consuldns workers are children of the supervisor)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry))
+    children = procs.live_children()
     tree, todo = [], [pid]
     while todo:
         current = todo.pop()
         tree.append(current)
-        todo.extend(parents.get(current, ()))
+        todo.extend(children.get(current, ()))
     return tree
 
 

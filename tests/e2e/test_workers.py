@@ -11,21 +11,11 @@ import dns.rcode
 from tests.e2e.client import addresses, ask
 from tests.harness import catalogs
 from tests.harness import upstream as zone
+from tests.harness.procs import live_children
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return live_children().get(pid, [])
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:

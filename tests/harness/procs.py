@@ -319,3 +319,19 @@ def dns_ready(
         wait_for_dns(host, port, name, rdtype, rdclass=rdclass, timeout=timeout, proc=proc)
 
     return ready
+
+
+def live_children() -> dict[int, list[int]]:
+    """Parent PID -> its child PIDs that are not zombies, as /proc shows them now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
