@@ -22,7 +22,13 @@ from typing import Any
 from tests.harness import procs
 from tests.harness.consuldns import start_consuldns as harness_start_consuldns
 from tests.harness.procs import Proc, Server, dns_ready, launch
-from tests.harness.upstream import DNSMASQ, UNBOUND, require_binary, start_dnsmasq_forwarder
+from tests.harness.upstream import (
+    DNSMASQ,
+    UNBOUND,
+    require_binary,
+    start_dnsmasq_forwarder,
+    unbound_server_basics,
+)
 
 UNBOUND_CONTROL = "/usr/sbin/unbound-control"
 DNSPERF = "dnsperf"
@@ -201,26 +207,6 @@ class Running:
         return f"<{self.name} {self.address} pid={self.pid}>"
 
 
-def _unbound_common(host: str, port: int, workdir: Path) -> list[str]:
-    return [
-        f"interface: {host}@{port}",
-        f"port: {port}",
-        "interface-automatic: no",
-        "so-reuseport: no",
-        "num-threads: 1",
-        'chroot: ""',
-        'username: ""',
-        f'directory: "{workdir}"',
-        f'pidfile: "{workdir / "unbound.pid"}"',
-        'logfile: ""',
-        "use-syslog: no",
-        "verbosity: 0",
-        'module-config: "iterator"',
-        "do-not-query-localhost: no",
-        "access-control: 127.0.0.0/8 allow",
-    ]
-
-
 def _unbound_text(server: list[str], tail: list[str]) -> str:
     return "\n".join(["server:", *(f"    {line}" for line in server), *tail]) + "\n"
 
@@ -273,7 +259,7 @@ def start_upstream(workdir: Path, cpus: str) -> Running:
     """unbound answering every name under bench. with one A record (a redirect local zone)."""
 
     def lines(host: str, port: int, wd: Path) -> list[str]:
-        return [*_unbound_common(host, port, wd), *_FENCE, "so-rcvbuf: 4m", "so-sndbuf: 4m",
+        return [*unbound_server_basics(host, port, wd), *_FENCE, "so-rcvbuf: 4m", "so-sndbuf: 4m",
                 f'local-zone: "{BENCH_ZONE}" redirect',
                 f'local-data: "{BENCH_ZONE} {BENCH_TTL} IN A {BENCH_ADDRESS}"']
 
@@ -301,7 +287,7 @@ def start_agent(workdir: Path, cpus: str, prefer_double: bool = True) -> Running
     def lines(host: str, port: int, wd: Path) -> list[str]:
         data = [f"local-data: '{name}. 0 IN A {address}'"
                 for name, addresses in _FALLBACK_AGENT_DATA.items() for address in addresses]
-        return [*_unbound_common(host, port, wd), *_FENCE, 'local-zone: "consul." static',
+        return [*unbound_server_basics(host, port, wd), *_FENCE, 'local-zone: "consul." static',
                 *data]
 
     server = _start_unbound("agent", workdir, lines, _DEAD_END, cpus=cpus,
@@ -370,7 +356,7 @@ def start_unbound_forwarder(workdir: Path, upstream: Running, agent: Running, *,
     """unbound, one thread, forwarding everything (consul. to the agent), big caches."""
 
     def lines(host: str, port: int, wd: Path) -> list[str]:
-        return [*_unbound_common(host, port, wd), "msg-cache-size: 128m",
+        return [*unbound_server_basics(host, port, wd), "msg-cache-size: 128m",
                 "rrset-cache-size: 256m"]
 
     tail = ["forward-zone:", '    name: "consul."', f"    forward-addr: {_at(agent)}",

@@ -91,12 +91,10 @@ def zone_file() -> str:
     return "\n".join(lines) + "\n"
 
 
-def unbound_config(
-    host: str, port: int, workdir: Path, others: str = "static", extra: str = ""
-) -> str:
-    """unbound.conf for the test zone. `others`: local-zone type for every other name
-    ("static" -> NXDOMAIN, "refuse" -> REFUSED)."""
-    server = [
+def unbound_server_basics(host: str, port: int, workdir: Path, verbosity: int = 0) -> list[str]:
+    """The `server:` lines every unbound here shares: one thread on one loopback address, no
+    chroot or privilege drop, files under workdir, iterator only, loopback clients."""
+    return [
         f"interface: {host}@{port}",
         f"port: {port}",
         "interface-automatic: no",
@@ -108,11 +106,21 @@ def unbound_config(
         f'pidfile: "{workdir / "unbound.pid"}"',
         'logfile: ""',
         "use-syslog: no",
-        "log-time-ascii: yes",
-        "verbosity: 1",
+        f"verbosity: {verbosity}",
         'module-config: "iterator"',
         "do-not-query-localhost: no",
         "access-control: 127.0.0.0/8 allow",
+    ]
+
+
+def unbound_config(
+    host: str, port: int, workdir: Path, others: str = "static", extra: str = ""
+) -> str:
+    """unbound.conf for the test zone. `others`: local-zone type for every other name
+    ("static" -> NXDOMAIN, "refuse" -> REFUSED)."""
+    server = [
+        *unbound_server_basics(host, port, workdir, verbosity=1),
+        "log-time-ascii: yes",
         "access-control: ::1 allow",
         f'local-zone: "." {others}',
         # transparent: fall through to the auth-zone below, which (unlike local-data) follows
