@@ -89,11 +89,11 @@ class Handler:
         """Reply bytes, b"" to drop, or the Query when an upstream must be asked."""
         known = self._parsed.get(data[2:])
         if known is not None:
-            reply = self._fresh_hit(known, tcp)
-            if reply is not None:
-                return data[:2] + reply[2:]  # the reply to the earlier query, with this ID
             # Same bytes as a query that passed parsing and policy: only the ID differs.
-            return self._from_cache(known.query.with_id(wire.U16.unpack_from(data)[0]), tcp)
+            result = self._from_cache(known.query, tcp, known)
+            if result.__class__ is bytes:
+                return data[:2] + result[2:]  # the reply to the earlier query, with this ID
+            return known.query.with_id(wire.U16.unpack_from(data)[0])
         try:
             query = wire.parse_query(data)
         except MalformedPacket:
@@ -111,7 +111,8 @@ class Handler:
         parsed[data[2:]] = Known(query)
         return self._from_cache(query, tcp)
 
-    def _from_cache(self, query: wire.Query, tcp: bool) -> bytes | wire.Query:
+    def _from_cache(self, query: wire.Query, tcp: bool,
+                    known: Known | None = None) -> bytes | wire.Query:
         """A fresh (or, while upstream fails, stale) cached reply; else the query to resolve."""
         entry = self.cache.get(query.key)
         if entry is None:
@@ -123,7 +124,7 @@ class Handler:
             entry.hits += 1
             if self.prefetch and entry.expires - now < entry.prefetch_margin:
                 self._refresh_in_background(query, entry)
-            return self._shape(entry.template, entry.body_at(now), query, tcp)
+            return self._fresh_reply(entry, now, query, tcp, known)
         if now < entry.failed_until and entry.servable_stale:
             # Upstream failed moments ago: answer stale at once and keep trying behind it
             # (RFC 8767 §5, the failure recheck timer) instead of making every client wait.
@@ -131,25 +132,16 @@ class Handler:
             return self._stale(entry, query, tcp)
         return query
 
-    def _fresh_hit(self, known: Known, tcp: bool) -> bytes | None:
-        """The reply from a fresh entry, for a query parsed before (its ID is stale); None
-        when the full path must decide (a miss, stale or due for prefetch)."""
-        entry = self.cache.get(known.query.key)
-        if entry is None:
-            return None
-        now = self.now()
-        if now >= entry.expires or (self.prefetch
-                                    and entry.expires - now < entry.prefetch_margin):
-            return None
-        self.stats.cache_hits += 1
-        self.stats.zone_hits[entry.zone] += 1
-        entry.hits += 1
-        if entry.template.runs:  # a new order every time: nothing to reuse
-            return self._shape(entry.template, entry.body_at(now), known.query, tcp)
+    def _fresh_reply(self, entry: Entry, now: float, query: wire.Query, tcp: bool,
+                     known: Known | None) -> bytes:
+        """The reply from a fresh entry; reused from `known` while nothing in it can change
+        (same entry, same age in seconds, same transport, nothing to shuffle)."""
+        if known is None or entry.template.runs:
+            return self._shape(entry.template, entry.body_at(now), query, tcp)
         age = int(now - entry.stored)
         if known.entry is not entry or known.age != age or known.tcp is not tcp:
-            reply = self._shape(entry.template, entry.body_at(now), known.query, tcp)
-            known.remember(entry, age, tcp, reply)
+            known.remember(entry, age, tcp,
+                           self._shape(entry.template, entry.body_at(now), query, tcp))
         elif known.reply[2] & 0x02:
             self.stats.truncated += 1
         return known.reply
