@@ -35,6 +35,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 
+from tests.e2e.client import read_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a
 from tests.harness import catalogs
 from tests.harness import upstream as zone
@@ -152,22 +153,11 @@ def exchange_tcp(host: str, port: int,
             deadline = time.monotonic() + CLIENT_TIMEOUT
             while len(found) < len(queries) and time.monotonic() < deadline:
                 conn.settimeout(max(deadline - time.monotonic(), 0.01))
-                length = struct.unpack("!H", _exactly(conn, 2))[0]
-                reply = dns.message.from_wire(_exactly(conn, length))
+                reply = dns.message.from_wire(read_frame(conn))
                 found[reply.id] = reply
     except (OSError, EOFError):
         pass
     return [found.get(q.id) for q in queries]
-
-
-def _exactly(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise EOFError("closed")
-        data += chunk
-    return data
 
 
 class Load:

@@ -12,6 +12,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from tests.e2e.client import read_frame
+
 TIMEOUT = 3.0
 
 
@@ -43,8 +45,7 @@ def ask_wire(double, wire: bytes, *, tcp: bool = False, timeout: float = TIMEOUT
         with socket.create_connection((double.host, double.port), timeout=timeout) as sock:
             sock.sendall(struct.pack("!H", len(wire)) + wire)
             try:
-                length = struct.unpack("!H", _read(sock, 2))[0]
-                return _read(sock, length)
+                return read_frame(sock)
             except (TimeoutError, ConnectionError):
                 return None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -54,16 +55,6 @@ def ask_wire(double, wire: bytes, *, tcp: bool = False, timeout: float = TIMEOUT
             return sock.recv(65535)
         except TimeoutError:
             return None
-
-
-def _read(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 def rcode(message: dns.message.Message) -> str:

@@ -39,6 +39,21 @@ def tcp_frame(data: bytes) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
+def read_frame(conn: socket.socket) -> bytes:
+    """One length-prefixed message (RFC 1035 §4.2.2); ConnectionError if the peer closes."""
+    return _read_exactly(conn, struct.unpack("!H", _read_exactly(conn, 2))[0])
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed by the peer")
+        data += chunk
+    return data
+
+
 def addresses(message: dns.message.Message) -> list[str]:
     return [rdata.address for rrset in message.answer if rrset.rdtype in (1, 28)
             for rdata in rrset]

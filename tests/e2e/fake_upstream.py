@@ -18,6 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rrset
 
+from tests.e2e.client import read_frame
 from tests.harness.ports import free_port
 
 
@@ -121,8 +122,7 @@ class FakeUpstream:
         with conn:
             conn.settimeout(5)
             try:
-                length = struct.unpack("!H", _read(conn, 2))[0]
-                query = dns.message.from_wire(_read(conn, length))
+                query = dns.message.from_wire(read_frame(conn))
             except (OSError, ValueError, Exception):
                 return
             self._record(query, client[1], "tcp")
@@ -140,16 +140,6 @@ class FakeUpstream:
 def frame(reply: bytes) -> bytes:
     """A reply with its RFC 1035 §4.2.2 length prefix."""
     return struct.pack("!H", len(reply)) + reply
-
-
-def _read(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise OSError("closed")
-        data += chunk
-    return data
 
 
 def _as_list(result) -> list[bytes]:

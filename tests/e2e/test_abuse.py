@@ -20,7 +20,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.client import addresses, ask, tcp_frame
+from tests.e2e.client import addresses, ask, read_frame, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
@@ -163,11 +163,9 @@ def test_inflight_cap_holds_over_tcp_too(consuldns_server, fakes):
 
 def _read_reply(conn: socket.socket) -> dns.message.Message | None:
     try:
-        prefix = _recv_exactly(conn, 2)
-        body = None if prefix is None else _recv_exactly(conn, struct.unpack("!H", prefix)[0])
+        return dns.message.from_wire(read_frame(conn))
     except OSError:
         return None
-    return None if body is None else dns.message.from_wire(body)
 
 
 def udp_flood(server, count: int, seconds: float) -> tuple[int, list[bytes]]:
@@ -237,23 +235,9 @@ def tcp_exchange(conn: socket.socket, query: dns.message.Message) -> dns.message
     """One query on an open connection; None when the server closed it instead."""
     try:
         conn.sendall(tcp_frame(query.to_wire()))
-        prefix = _recv_exactly(conn, 2)
-        if prefix is None:
-            return None
-        body = _recv_exactly(conn, struct.unpack("!H", prefix)[0])
-        return None if body is None else dns.message.from_wire(body)
+        return dns.message.from_wire(read_frame(conn))
     except OSError:
         return None
-
-
-def _recv_exactly(conn: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 # ---------------------------------------------------------------- idle and slow TCP clients

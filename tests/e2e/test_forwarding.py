@@ -16,7 +16,7 @@ import dns.rcode
 import dns.rdataclass
 import pytest
 
-from tests.e2e.client import addresses, ask, ask_raw, tcp_frame
+from tests.e2e.client import addresses, ask, ask_raw, read_frame, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a
 from tests.harness import catalogs
 from tests.harness import upstream as zone
@@ -160,20 +160,10 @@ def test_tcp_connection_carries_several_queries(consuldns_server):
         conn.settimeout(5)
         replies = {}
         for _ in queries:
-            length = struct.unpack("!H", _read_exactly(conn, 2))[0]
-            reply = dns.message.from_wire(_read_exactly(conn, length))
+            reply = dns.message.from_wire(read_frame(conn))
             replies[reply.id] = reply
     assert {q.id for q in queries} == set(replies)
     assert all(r.rcode() == dns.rcode.NOERROR for r in replies.values())
-
-
-def _read_exactly(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        assert chunk, "connection closed early"
-        data += chunk
-    return data
 
 
 def test_upstream_queries_use_random_ids_and_source_ports(consuldns_server, consul_double):
