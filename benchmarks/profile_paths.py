@@ -166,18 +166,20 @@ def _cprofile(path: str, upstream, agent, workdir: Path, server_cpus: str, cpus:
 
 def inprocess(args, workdir: Path) -> str:
     """us per hit and per miss inside the handler, and per socket operation around it."""
-    from consuldns import app, config, wire
+    from consuldns.dns import wire
+    from consuldns.ops import app
+    from consuldns.ops.settings import Settings
 
     _, rest = cpu_layout()
     upstream = start_upstream(workdir / "upstream", rest)
     try:
-        settings = config.Settings()
+        settings = Settings()
         settings = dataclasses.replace(
             settings,
             server=dataclasses.replace(settings.server, listen=("127.0.0.1:1",)),
             upstream=dataclasses.replace(settings.upstream, servers=(upstream.address,)),
             consul=dataclasses.replace(settings.consul, address=upstream.address))
-        runtime = app.build_runtime(settings)
+        runtime = app.Runtime(settings)
         handler = runtime.handler
         count = args.names
         queries = [wire.build_query(i & 0xFFFF, wire.text_to_name(f"i{i}.inproc.bench."), 1, 1)
@@ -188,7 +190,9 @@ def inprocess(args, workdir: Path) -> str:
             started, cpu = time.perf_counter(), time.process_time()
             for data in queries:
                 result = handler.answer_now(data, False)
-                await handler.resolve(data, result, False)
+                answered = asyncio.get_running_loop().create_future()
+                handler.resolve(data, result, False, None, answered.set_result)
+                await answered
             return time.perf_counter() - started, time.process_time() - cpu
 
         elapsed, cpu = _run_loop(misses())

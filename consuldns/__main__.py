@@ -1,3 +1,3 @@
-from consuldns.cli import main
+from consuldns.cli.main import main
 
 main()

@@ -22,12 +22,13 @@ import dns.exception
 import dns.message
 
 with atheris.instrument_imports(include=["consuldns"]):
-    from consuldns import answer, wire
-    from consuldns.cache import Cache
+    from consuldns.dns import shape as answer
+    from consuldns.dns import wire
+    from consuldns.serve.cache import Cache
     from consuldns.errors import FormatError, MalformedPacket
-    from consuldns.handler import Handler
-    from consuldns.router import Route, Router
-    from consuldns.template import render
+    from consuldns.serve.handler import Handler, Options
+    from consuldns.serve.router import Route, Router
+    from consuldns.dns.template import render
 
 
 class _NoGroup:
@@ -36,8 +37,9 @@ class _NoGroup:
 
 
 _group = _NoGroup()
-_HANDLER = Handler(Router([Route("consul.", _group, is_agent=True)], Route(".", _group)),
-                   Cache(1000), rng=random.Random(0))
+_HANDLER = Handler(Cache(1000),
+                   Options(Router([Route("consul.", _group, is_agent=True)], Route(".", _group))),
+                   rng=random.Random(0))
 _RNG = random.Random(0)
 
 

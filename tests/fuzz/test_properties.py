@@ -20,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consuldns import answer, wire
-from consuldns.cache import Cache
+from consuldns.dns import shape as answer
+from consuldns.dns import wire
+from consuldns.serve.cache import Cache
 from consuldns.errors import FormatError, MalformedPacket
-from consuldns.handler import Handler
-from consuldns.router import Route, Router
-from consuldns.template import render
+from consuldns.serve.handler import Handler, Options
+from consuldns.serve.router import Route, Router
+from consuldns.dns.template import render
 from tests.fuzz import messages as m
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
@@ -261,7 +262,7 @@ class _NoGroup:
 def _handler() -> Handler:
     group = _NoGroup()
     router = Router([Route("consul.", group, is_agent=True)], Route(".", group))
-    return Handler(router, Cache(100), rng=random.Random(0))
+    return Handler(Cache(100), Options(router), rng=random.Random(0))
 
 
 @FUZZ

@@ -2,9 +2,9 @@
 
 import dns.flags
 
-from consuldns import wire
-from consuldns.cache import Cache, CachePolicy, Entry, Kind, classify
-from consuldns.template import render
+from consuldns.dns import wire
+from consuldns.serve.cache import Cache, CachePolicy, Entry, Kind, classify
+from consuldns.dns.template import render
 from tests.unit.helpers import SOA_TEXT, reply_bytes
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from consuldns import config
-from consuldns.cli import app
+from consuldns.ops import config
+from consuldns.ops import settings as known
+from consuldns.cli.main import app
 from consuldns.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "consuldns.toml"
@@ -106,13 +107,13 @@ INVALID = [
 ]
 
 
-def load_text(tmp_path: Path, text: str) -> config.Settings:
+def load_text(tmp_path: Path, text: str) -> known.Settings:
     path = tmp_path / "consuldns.toml"
     path.write_text(text)
     return config.load(path)
 
 
-def field(settings: config.Settings, dotted: str):
+def field(settings: known.Settings, dotted: str):
     value = settings
     parts = dotted.split(".")
     while parts:
@@ -152,11 +153,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 def test_example_config_documents_every_key_with_its_default():
     loaded = config.load(EXAMPLE)
-    assert dataclasses.replace(loaded, source="<defaults>") == config.Settings()
+    assert dataclasses.replace(loaded, source="<defaults>") == known.Settings()
     text = EXAMPLE.read_text()
-    for cls in (config.ServerSettings, config.ConsulSettings, config.UpstreamSettings,
-                config.ZoneSettings, config.ZoneCacheSettings, config.CacheSettings,
-                config.AclSettings, config.LogSettings, config.AdminSettings):
+    for cls in (known.ServerSettings, known.ConsulSettings, known.UpstreamSettings,
+                known.ZoneSettings, known.ZoneCacheSettings, known.CacheSettings,
+                known.AclSettings, known.LogSettings, known.AdminSettings):
         hints = typing.get_type_hints(cls)
         for item in dataclasses.fields(cls):
             if dataclasses.is_dataclass(hints[item.name]) or item.name == "zones":
@@ -194,11 +195,11 @@ def test_flags_override_the_file(tmp_path):
 
 def test_bad_flag_is_reported_against_the_command_line():
     with pytest.raises(ConfigError, match="command line: admin.listen"):
-        config.with_overrides(config.Settings(), admin="nowhere")
+        config.with_overrides(known.Settings(), admin="nowhere")
 
 
 def test_config_path_comes_from_the_flag_then_the_environment(monkeypatch, tmp_path):
-    from consuldns.cli import _config_path
+    from consuldns.cli.main import _config_path
 
     monkeypatch.setenv("CONSULDNS_CONFIG", "relative/consuldns.toml")
     assert _config_path(None) == Path.cwd() / "relative" / "consuldns.toml"  # absolute: reloads

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consuldns import app, metrics
-from consuldns.config import Settings, with_overrides
+from consuldns.ops import app, metrics
+from consuldns.ops.config import with_overrides
+from consuldns.ops.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NAME = re.compile(r"^consuldns_[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -21,8 +22,8 @@ BAD_UNITS = ("_milliseconds", "_ms", "_microseconds", "_kilobytes")
 @pytest.fixture(scope="module")
 def families():
     settings = with_overrides(Settings(), upstream=["127.0.0.1:5399"], listen=["127.0.0.1:5398"])
-    runtime = app.build_runtime(settings)
-    server = runtime.handler.router.default.group.servers[0]
+    runtime = app.Runtime(settings)
+    server = runtime.router.default.group.servers[0]
     runtime.stats.observe_upstream(server, 0.003)  # so the histogram has samples
     runtime.stats.zone_hits["."] += 1
     runtime.stats.rcodes[0] += 1

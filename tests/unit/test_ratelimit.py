@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consuldns.acl import AccessList
-from consuldns.ratelimit import RateLimitedAccess, client_policy
-from consuldns.stats import Stats
+from consuldns.serve.access import AccessList
+from consuldns.serve.access import RateLimitedAccess, client_policy
+from consuldns.serve.stats import Stats
 
 
 class Clock:

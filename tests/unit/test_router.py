@@ -2,8 +2,8 @@
 
 import pytest
 
-from consuldns import wire
-from consuldns.router import Route, Router
+from consuldns.dns import wire
+from consuldns.serve.router import Route, Router
 
 ROUTER = Router([Route("consul.", "agent"), Route("corp.example.", "corp"),
                  Route("dev.corp.example.", "dev"), Route("10.in-addr.arpa.", "agent-rev")],

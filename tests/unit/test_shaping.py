@@ -6,8 +6,9 @@ import dns.flags
 import dns.message
 import pytest
 
-from consuldns import answer, wire
-from consuldns.template import render
+from consuldns.dns import shape as answer
+from consuldns.dns import wire
+from consuldns.dns.template import render
 from tests.unit.helpers import SOA_TEXT, query_bytes, reply_bytes
 
 ADDRESSES = [f"192.0.2.{i}" for i in range(1, 6)]

@@ -6,7 +6,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from consuldns import wire
+from consuldns.dns import wire
 from consuldns.errors import FormatError, MalformedPacket
 from tests.unit.helpers import SOA_TEXT, query_bytes, reply_bytes
 

@@ -1,0 +1,72 @@
+"""HOST:PORT: the one parser and formatter of addresses, for flags, config keys and logs.
+
+Hosts are IP addresses, never names: consuldns must not depend on DNS to find the servers
+it forwards DNS to. IPv6 addresses are written in brackets when a port follows: `[::1]:53`.
+"""
+
+from __future__ import annotations
+
+import socket
+
+Address = tuple[str, int]
+
+
+def parse(text: str, default_port: int | None = None) -> Address:
+    """`HOST:PORT` or `[V6]:PORT` into (host, port); a bare HOST (or V6) takes default_port
+    when there is one. ValueError says what is wrong and how to write it instead."""
+    text = text.strip()
+    host, port_text = _split(text)
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{text!r} has no port: add one, e.g. '{show(host or text, 53)}'")
+        port = default_port
+    else:
+        port = _port(text, port_text)
+    _check_ip(text, host)
+    return host, port
+
+
+def _split(text: str) -> tuple[str, str | None]:
+    """(host, port text or None) of HOST:PORT, [V6]:PORT, [V6], HOST or a bare V6."""
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: expected [IPV6]:PORT, e.g. '[::1]:53'")
+        return host, rest[1:] if rest else None
+    if text.count(":") > 1:
+        return text, None  # a bare IPv6 address: a port needs brackets
+    host, sep, port_text = text.partition(":")
+    return host, port_text if sep else None
+
+
+def _port(text: str, port_text: str) -> int:
+    if not port_text.isdigit():
+        raise ValueError(f"{text!r}: the port {port_text!r} is not a number")
+    port = int(port_text)
+    if not 0 <= port < 65536:
+        raise ValueError(f"{text!r}: port {port} is out of range (0-65535)")
+    return port
+
+
+def _check_ip(text: str, host: str) -> None:
+    try:
+        socket.inet_pton(family_of(host), host)
+    except OSError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address (names are not resolved "
+                         "here: write the address, e.g. '127.0.0.1')") from None
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def show(host: str, port: int) -> str:
+    """`host:port`, IPv6 in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def canonical(address: Address) -> Address:
+    """The host as the kernel writes it back (getsockname), so addresses compare equal."""
+    host, port = address
+    family = family_of(host)
+    return socket.inet_ntop(family, socket.inet_pton(family, host)), port

@@ -1,0 +1,110 @@
+"""SHAPE: build the reply a client gets from a template, in bytes.
+
+Header flags (docs/design.md, "Replies"): QR and RA set, AA cleared (a forwarder is not
+authoritative), RD and CD copied from the query, AD only when the client asked with DO or AD,
+Z never. The question is echoed exactly as the client wrote it. Address records are shuffled
+on every reply. UDP replies are fitted to the client's size with TC set when records are cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from consuldns.dns import wire
+from consuldns.dns.template import Template
+
+# A TCP message carries at most 65535 octets (its two-octet length prefix).
+TCP_LIMIT = 65535
+
+# All orders of short runs, so that a shuffle of up to 5 records is one random index.
+_PERMUTATIONS = {n: list(itertools.permutations(range(n))) for n in range(2, 6)}
+
+
+def shuffled(records: list[bytes], runs: tuple[tuple[int, int], ...],
+             rng: random.Random) -> list[bytes]:
+    """The records with each shuffleable run put in a random order."""
+    out = list(records)
+    for start, end in runs:
+        size = end - start
+        orders = _PERMUTATIONS.get(size)
+        if orders is not None:
+            order = orders[int(rng.random() * len(orders))]
+            out[start:end] = [records[start + i] for i in order]
+        else:
+            part = out[start:end]
+            rng.shuffle(part)
+            out[start:end] = part
+    return out
+
+
+def reply_flags(template: Template, query: wire.Query) -> int:
+    flags = wire.QR | wire.RA | (query.flags & (wire.RD | wire.CD)) | (template.rcode & 0xF)
+    if template.ad and (query.do or query.flags & wire.AD):
+        flags |= wire.AD
+    return flags
+
+
+def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max_udp: int,
+          rng: random.Random | None = None) -> bytes:
+    """Assemble the reply to query from a template body (TTLs already set).
+
+    rng shuffles the template's runs (None keeps the order); limit is the client's size
+    (0 means none, for TCP).
+    """
+    records = None
+    if template.runs and rng is not None:
+        records = shuffled(template.split(body), template.runs, rng)
+        body = b"".join(records)
+    flags = reply_flags(template, query)
+    opt = _opt_for(query, template.rcode, max_udp)
+    size = 16 + len(query.qname) + len(body) + len(opt)
+    if not limit or size <= limit:
+        counts = template.counts if not opt else _counts(template.sections, 1)
+        return (wire.TYPE_CLASS.pack(query.id, flags) + counts + query.qname + template.qtail
+                + body + opt)
+    if records is None:
+        records = template.split(body)
+    return _fit(template, records, query, flags, opt, limit)
+
+
+def _opt_for(query: wire.Query, rcode: int, max_udp: int) -> bytes:
+    if not query.has_opt:
+        return b""
+    return wire.opt_record(max_udp, do=query.do, ext_rcode=rcode >> 4)
+
+
+def _counts(sections: tuple[int, int, int], extra_additional: int) -> bytes:
+    return wire.COUNTS.pack(1, sections[0], sections[1], sections[2] + extra_additional)
+
+
+def _fit(template: Template, records: tuple[bytes, ...] | list[bytes], query: wire.Query,
+         flags: int, opt: bytes, limit: int) -> bytes:
+    """Keep as many whole records as fit; TC only when answer or authority records are cut.
+
+    RFC 2181 §9: missing additional data alone does not make a reply truncated. Keeping the
+    records that fit (instead of an empty TC reply) lets stub resolvers without TCP fallback
+    still use the addresses.
+    """
+    room = limit - 16 - len(query.qname) - len(opt)
+    kept = 0
+    for record in records:
+        if len(record) > room:
+            break
+        room -= len(record)
+        kept += 1
+    answer, authority, _ = template.sections
+    if kept < answer + authority:
+        flags |= wire.TC
+    sections = (min(kept, answer), min(max(kept - answer, 0), authority),
+                max(kept - answer - authority, 0))
+    counts = _counts(sections, 1 if opt else 0)
+    return (wire.TYPE_CLASS.pack(query.id, flags) + counts + query.qname + template.qtail
+            + b"".join(records[:kept]) + opt)
+
+
+def udp_limit(query: wire.Query, max_udp: int) -> int:
+    """What a UDP reply to query may weigh: 512 without EDNS, else the client's size capped."""
+    if not query.has_opt:
+        return wire.MIN_UDP_SIZE
+    return min(query.udp_size, max_udp)

@@ -1,0 +1,155 @@
+"""Every metric of consuldns, built from the plain counters in Stats at scrape time.
+
+The query path only bumps integers (stats.py); this collector turns them into Prometheus
+families when /metrics is read, so a labelled counter is never touched per packet. Names
+follow `consuldns_<subsystem>_<name>_total|_seconds`; the README lists them and
+tests/unit/test_metrics.py checks both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dns.rcode
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from consuldns import __version__
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _counter(name: str, doc: str, value: float | None = None,
+             labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value, labels=labels or None)
+
+
+def _gauge(name: str, doc: str, value: float | None = None,
+           labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value, labels=labels or None)
+
+
+class StatsCollector:
+    """A prometheus_client collector over one process's Runtime (read live at each scrape)."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queries()
+        yield from self._cache()
+        yield from self._upstreams()
+        yield from self._process()
+
+    def _queries(self) -> Iterator[Metric]:
+        stats = self.runtime.stats
+        by_transport = _counter("consuldns_queries", "Queries received, by transport.",
+                                labels=("transport",))
+        for transport in ("udp", "tcp"):
+            by_transport.add_metric([transport], stats.queries[transport])
+        yield by_transport
+        by_rcode = _counter("consuldns_responses", "Replies sent, by rcode.", labels=("rcode",))
+        for rcode, count in sorted(stats.rcodes.items()):
+            by_rcode.add_metric([dns.rcode.to_text(rcode)], count)
+        yield by_rcode
+        by_zone = _counter("consuldns_zone_queries", "Queries answered from the cache or "
+                           "upstream, by the zone they were routed to.", labels=("zone",))
+        for zone in sorted(set(stats.zone_hits) | set(stats.zone_misses)):
+            by_zone.add_metric([zone], stats.zone_hits[zone] + stats.zone_misses[zone])
+        yield by_zone
+        yield _counter("consuldns_packets_dropped", "Packets not answered: unreadable, a "
+                       "response, or the send buffer was full.", stats.dropped)
+        yield _counter("consuldns_queries_malformed", "Queries unreadable past the header "
+                       "(FORMERR) or with an opcode other than QUERY (NOTIMP).",
+                       stats.malformed)
+        yield _counter("consuldns_queries_refused", "Queries answered REFUSED (client outside "
+                       "acl.allow, over the rate limit, or class other than IN).", stats.refused)
+        yield _counter("consuldns_queries_rate_limited", "Queries refused because the client "
+                       "went over server.rate_limit.", stats.rate_limited)
+        yield _counter("consuldns_queries_overload", "Queries or TCP connections turned away "
+                       "over server.max_inflight or server.max_tcp_connections.", stats.overload)
+        yield _counter("consuldns_responses_truncated", "UDP replies sent with TC set.",
+                       stats.truncated)
+
+    def _cache(self) -> Iterator[Metric]:
+        stats, cache = self.runtime.stats, self.runtime.cache
+        hits = _counter("consuldns_cache_hits", "Queries answered from a fresh cache entry, "
+                        "by zone.", labels=("zone",))
+        for zone, count in sorted(stats.zone_hits.items()):
+            hits.add_metric([zone], count)
+        yield hits
+        misses = _counter("consuldns_cache_misses", "Queries that needed an upstream exchange, "
+                          "by zone.", labels=("zone",))
+        for zone, count in sorted(stats.zone_misses.items()):
+            misses.add_metric([zone], count)
+        yield misses
+        yield _counter("consuldns_cache_stale", "Stale answers served because upstream failed "
+                       "(RFC 8767).", stats.stale)
+        yield _counter("consuldns_cache_evictions", "Entries evicted to keep cache.size.",
+                       cache.evictions)
+        yield _counter("consuldns_cache_refreshes", "Background refreshes (prefetch, stale "
+                       "recheck) that got an answer.", stats.refreshes)
+        yield _counter("consuldns_cache_coalesced", "Queries that shared another query's "
+                       "upstream exchange instead of asking again.", stats.coalesced)
+        yield _gauge("consuldns_cache_entries", "Entries in the cache.", len(cache))
+
+    def _upstreams(self) -> Iterator[Metric]:
+        stats = self.runtime.stats
+        labels = ("group", "server")
+        up = _gauge("consuldns_upstream_up", "1 while the server is in rotation, 0 while it is "
+                    "marked down and probed.", labels=labels)
+        sent = _counter("consuldns_upstream_queries", "Queries sent to the server.",
+                        labels=labels)
+        failed = _counter("consuldns_upstream_failures", "Queries the server failed: timeout, "
+                          "error reply, unreadable reply.", labels=labels)
+        latency = HistogramMetricFamily("consuldns_upstream_request_duration_seconds",
+                                        "Time the server took to give the answer that was used.",
+                                        labels=labels)
+        for group, _zone in self.runtime.router.groups():
+            for server in group.servers:
+                key = [group.name, server.address]
+                up.add_metric(key, 0 if server.down_since is not None else 1)
+                sent.add_metric(key, server.queries)
+                failed.add_metric(key, server.errors)
+                histogram = stats.upstream_latency.get(server)
+                if histogram is not None:
+                    latency.add_metric(key, histogram.cumulative(), histogram.total)
+        yield from (up, sent, failed, latency)
+        yield _counter("consuldns_upstream_unanswered", "Client queries answered SERVFAIL "
+                       "because no server of their route answered.", stats.servfail)
+
+    def _process(self) -> Iterator[Metric]:
+        stats, listeners = self.runtime.stats, self.runtime.listeners
+        yield _gauge("consuldns_inflight_queries", "Queries waiting for an upstream answer.",
+                     self.runtime.handler.exchanges.waiting)
+        yield _gauge("consuldns_tcp_connections", "Open client TCP connections.",
+                     listeners.tcp.count)
+        reloads = _counter("consuldns_config_reloads", "Configuration reloads (SIGHUP), by "
+                           "result.", labels=("result",))
+        for result in ("success", "failure"):
+            reloads.add_metric([result], stats.reloads[result])
+        yield reloads
+        yield _gauge("consuldns_config_last_reload_successful", "1 when the last reload was "
+                     "applied (or none happened), 0 when it was rejected.",
+                     1 if stats.last_reload_ok else 0)
+        info = _gauge("consuldns_build_info", "Always 1; the version as a label.",
+                      labels=("version",))
+        info.add_metric([__version__], 1)
+        yield info
+
+
+def registry_for(runtime) -> CollectorRegistry:
+    """A registry holding only consuldns's own collector (no default process metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(runtime))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text format for GET /metrics."""
+    return generate_latest(registry)

@@ -1,0 +1,215 @@
+"""Semantic checks of Settings: what the types alone do not catch.
+
+Each section has its own small checker; every problem becomes one line
+`FILE: KEY: what is wrong or expected`, and all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import pwd
+from collections.abc import Callable
+
+from consuldns import address
+from consuldns.consul.transport import MODES as AGENT_TRANSPORTS
+from consuldns.ops import settings as known
+from consuldns.ops.settings import Settings, ZoneCacheSettings
+from consuldns.upstream.transport import parse_server
+
+Report = Callable[[str, str], None]
+
+
+def problems_of(settings: Settings) -> list[str]:
+    """Every problem of settings, one line each, prefixed with the settings' source."""
+    problems: list[str] = []
+
+    def report(key: str, message: str) -> None:
+        problems.append(f"{settings.source}: {key}: {message}")
+
+    for checker in (_check_server, _check_consul, _check_upstream, _check_zones, _check_cache,
+                    _check_acl, _check_log, _check_admin):
+        checker(settings, report)
+    return problems
+
+
+def _parses(parser: Callable[[str], object], text: str) -> bool:
+    try:
+        parser(text)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _listen_ok(text: str) -> bool:
+    return _parses(address.parse, text)
+
+
+def _server_ok(text: str, default_port: int = 53) -> bool:
+    return _parses(lambda t: parse_server(t, default_port), text)
+
+
+def _check_server(settings: Settings, report: Report) -> None:
+    server = settings.server
+    if not server.listen:
+        report("server.listen", "needs at least one address like '127.0.0.1:53'")
+    for i, text in enumerate(server.listen):
+        if not _listen_ok(text):
+            report(f"server.listen[{i}]", f"{text!r} is not HOST:PORT (IPv6 as '[::1]:53')")
+    if len(set(server.listen)) != len(server.listen):
+        report("server.listen", "lists the same address twice")
+    if not 1 <= server.workers <= 64:
+        report("server.workers", "must be between 1 and 64")
+    if server.user and server.user != "root" and not _user_exists(server.user):
+        report("server.user", f"no user {server.user!r} on this host")
+    if server.timeout <= 0:
+        report("server.timeout", "must be a positive number of seconds")
+    if not 512 <= server.max_udp_size <= 65535:
+        report("server.max_udp_size", "must be between 512 and 65535 (1232 avoids IP "
+               "fragmentation)")
+    for key in ("max_inflight", "max_tcp_connections", "tcp_idle_timeout"):
+        if getattr(server, key) <= 0:
+            report(f"server.{key}", "must be positive")
+    if server.rate_limit < 0:
+        report("server.rate_limit", "must be 0 (off) or queries per second per client")
+    if server.rate_burst < 0:
+        report("server.rate_burst", "must be 0 (same as rate_limit) or a number of queries")
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _check_consul(settings: Settings, report: Report) -> None:
+    consul = settings.consul
+    if not _server_ok(consul.address, 8600):
+        report("consul.address", f"{consul.address!r} is not HOST:PORT of the agent's DNS "
+               "interface, e.g. '127.0.0.1:8600'")
+    if not is_domain(consul.domain):
+        report("consul.domain", "must be a domain name such as 'consul'")
+    if consul.alt_domain and not is_domain(consul.alt_domain):
+        report("consul.alt_domain", "must be a domain name or empty")
+    if consul.transport not in AGENT_TRANSPORTS:
+        report("consul.transport", f"must be one of {', '.join(AGENT_TRANSPORTS)}")
+    if not 1 <= consul.udp_answer_limit <= 8:
+        report("consul.udp_answer_limit", "must match the agent's dns_config.udp_answer_limit "
+               "(1 to 8, default 3)")
+    if not 512 <= consul.edns_size <= 65535:
+        report("consul.edns_size", "must be between 512 and 65535")
+    for i, zone in enumerate(consul.reverse_zones):
+        if not (is_domain(zone) and _fold(zone).endswith(".arpa.")):
+            report(f"consul.reverse_zones[{i}]", f"{zone!r} is not a reverse zone like "
+                   "'10.in-addr.arpa'")
+
+
+def _check_upstream(settings: Settings, report: Report) -> None:
+    upstream = settings.upstream
+    for i, text in enumerate(upstream.servers):
+        if not _server_ok(text):
+            report(f"upstream.servers[{i}]", f"{text!r} is not an address like '192.0.2.53' or "
+                   "'127.0.0.1:5353'")
+    if upstream.policy not in known.POLICIES:
+        report("upstream.policy", f"must be one of {', '.join(known.POLICIES)}")
+    if not 512 <= upstream.edns_size <= 65535:
+        report("upstream.edns_size", "must be between 512 and 65535")
+    if upstream.max_fails < 1:
+        report("upstream.max_fails", "must be at least 1")
+    if not 0.05 <= upstream.health_interval <= 60:
+        report("upstream.health_interval", "must be between 0.05 and 60 seconds")
+
+
+def _check_zones(settings: Settings, report: Report) -> None:
+    taken = _agent_zones(settings)
+    seen: set[str] = set()
+    for i, zone in enumerate(settings.zones):
+        key = f"zones[{i}]"
+        if not is_domain(zone.name):
+            report(f"{key}.name", "must be a domain name such as 'corp.example'")
+        elif _fold(zone.name) in taken:
+            report(f"{key}.name", f"{zone.name!r} already goes to the Consul agent "
+                   "([consul] domain, alt_domain or reverse_zones)")
+        elif _fold(zone.name) in seen:
+            report(f"{key}.name", f"{zone.name!r} is listed twice")
+        seen.add(_fold(zone.name))
+        if not zone.servers:
+            report(f"{key}.servers", "needs at least one server, e.g. ['10.0.0.53']")
+        for j, text in enumerate(zone.servers):
+            if not _server_ok(text):
+                report(f"{key}.servers[{j}]", f"{text!r} is not an address like '10.0.0.53' or "
+                       "'10.0.0.53:5353'")
+        if zone.policy not in known.POLICIES:
+            report(f"{key}.policy", f"must be one of {', '.join(known.POLICIES)}")
+
+
+def _agent_zones(settings: Settings) -> set[str]:
+    consul = settings.consul
+    names = [consul.domain, consul.alt_domain, *consul.reverse_zones]
+    return {_fold(name) for name in names if name}
+
+
+def is_domain(text: str) -> bool:
+    """A name of 1-63 character labels without spaces ('consul', 'corp.example.')."""
+    labels = text.strip().rstrip(".").split(".")
+    return bool(text.strip()) and all(0 < len(label) < 64 and " " not in label
+                                      for label in labels)
+
+
+def _fold(name: str) -> str:
+    return name.strip().rstrip(".").lower() + "."
+
+
+def _check_cache(settings: Settings, report: Report) -> None:
+    cache = settings.cache
+    if cache.size < 0:
+        report("cache.size", "must be 0 (off) or a number of entries")
+    _check_zone_cache("cache.consul", cache.consul, report)
+    _check_zone_cache("cache.default", cache.default, report)
+    zone_names = {_fold(zone.name) for zone in settings.zones}
+    for name, zone_cache in cache.zones.items():
+        key = f'cache.zones."{name}"'
+        if _fold(name) not in zone_names:
+            hint = (" (the Consul domain's cache is [cache.consul])"
+                    if _fold(name) in _agent_zones(settings) else "")
+            report(key, f"no [[zones]] entry named {name!r}{hint}")
+        _check_zone_cache(key, zone_cache, report)
+
+
+def _check_zone_cache(key: str, zone_cache: ZoneCacheSettings, report: Report) -> None:
+    for name in ("min_ttl", "max_ttl", "neg_min_ttl", "neg_max_ttl", "servfail_ttl",
+                 "stale_window", "stale_ttl"):
+        if getattr(zone_cache, name) < 0:
+            report(f"{key}.{name}", "must not be negative")
+    if zone_cache.min_ttl > zone_cache.max_ttl:
+        report(f"{key}.min_ttl", f"is above max_ttl ({zone_cache.min_ttl} > "
+               f"{zone_cache.max_ttl})")
+    if zone_cache.neg_min_ttl > zone_cache.neg_max_ttl:
+        report(f"{key}.neg_min_ttl", "is above neg_max_ttl")
+    if zone_cache.servfail_ttl > 300:
+        report(f"{key}.servfail_ttl", "at most 300 seconds (a few is best)")
+
+
+def _check_acl(settings: Settings, report: Report) -> None:
+    for i, net in enumerate(settings.acl.allow):
+        if not _parses(lambda t: ipaddress.ip_network(t, strict=False), net):
+            report(f"acl.allow[{i}]", f"{net!r} is not a network like '10.0.0.0/8'")
+
+
+def _check_log(settings: Settings, report: Report) -> None:
+    if settings.log.level not in known.LOG_LEVELS:
+        report("log.level", f"must be one of {', '.join(known.LOG_LEVELS)}")
+    if settings.log.format not in known.LOG_FORMATS:
+        report("log.format", f"must be one of {', '.join(known.LOG_FORMATS)}")
+
+
+def _check_admin(settings: Settings, report: Report) -> None:
+    listen = settings.admin.listen
+    if listen in known.ADMIN_OFF:
+        return
+    if not _listen_ok(listen):
+        report("admin.listen", f"{listen!r} is not HOST:PORT, or 'off' to disable the admin "
+               "listener")
+    elif listen in settings.server.listen:
+        report("admin.listen", f"{listen!r} is also a DNS listen address; pick another port")

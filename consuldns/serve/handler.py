@@ -1,0 +1,291 @@
+"""The query path of one process: the fast path and the slow path.
+
+`answer_now` is the synchronous fast path (bad input, policy answers and fresh cache hits):
+it returns the reply bytes, b"" to drop the packet, or the parsed Query when the answer needs
+an upstream exchange. `resolve` answers such a query through a callback: it joins the
+exchange under way for the same question or starts one (serve/inflight.py), and turns the
+outcome into a reply: the answer, a stale answer when every server failed (RFC 8767), or
+SERVFAIL. Upstream failures and overload become rcodes here; unreadable packets become
+FORMERR, NOTIMP or nothing in dns/wire.py and dns/synth.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from consuldns.dns import shape, synth, wire
+from consuldns.dns.template import Template, empty_template, render
+from consuldns.errors import FormatError, MalformedPacket, UpstreamError
+from consuldns.serve.cache import Cache, Entry, Kind, State, classify
+from consuldns.serve.inflight import Exchanges, Outcome
+from consuldns.serve.router import Route, Router
+from consuldns.serve.stats import Stats
+from consuldns.upstream.transport import Answer, Question
+
+log = logging.getLogger("consuldns.handler")
+
+PARSED_MEMO_SIZE = 4096  # distinct query byte strings remembered (cleared when full)
+Deliver = Callable[[bytes], None]  # sends one reply; b"" means there is none to send
+
+# Cache states written to the query log.
+MISS, COALESCED, STALE = "miss", "coalesced", "stale"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything the handler reads from the configuration; ops/build.py makes it from the
+    settings at start-up and again on every reload, which swaps it whole."""
+
+    router: Router
+    timeout: float = 2.0
+    max_udp: int = 1232
+    max_inflight: int = 1000
+    shuffle_addresses: bool = True
+    shuffle_srv: bool = True
+    prefetch: bool = False
+    chaos: bool = False
+    query_log: Any = None  # ops.querylog.QueryLog, or None when the query log is off
+
+
+class Known:
+    """A query that passed parsing and policy, and the last reply built for it: while the
+    entry, its age in whole seconds and the transport are the same, the reply is too (when
+    there is nothing to shuffle), but for the ID."""
+
+    __slots__ = ("age", "entry", "query", "reply", "tcp")
+
+    def __init__(self, query: wire.Query):
+        self.query = query
+        self.entry: Entry | None = None
+        self.age = -1
+        self.tcp = False
+        self.reply = b""
+
+    def remember(self, entry: Entry, age: int, tcp: bool, reply: bytes) -> None:
+        self.entry, self.age, self.tcp, self.reply = entry, age, tcp, reply
+
+
+class Handler:
+    """Answers queries; shared by every listener of one process."""
+
+    def __init__(self, cache: Cache, options: Options, *, stats: Stats | None = None,
+                 rng: random.Random | None = None, now: Callable[[], float] = time.monotonic):
+        self.cache = cache
+        self.options = options
+        self.stats = stats or Stats()
+        self.rng = rng or random.Random()
+        self.now = now
+        self.exchanges = Exchanges()
+        # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
+        # the same bytes with a new ID, and a hit then skips parse_query (~2 us of ~4).
+        self._parsed: dict[bytes, Known] = {}
+
+    # ------------------------------------------------------------ fast path
+
+    def answer_now(self, data: bytes, tcp: bool) -> bytes | wire.Query:
+        """Reply bytes, b"" to drop, or the Query when an upstream must be asked."""
+        known = self._parsed.get(data[2:])
+        if known is not None:
+            # Same bytes as a query that passed parsing and policy: only the ID differs.
+            result = self._from_cache(known.query, tcp, known)
+            if result.__class__ is bytes:
+                return data[:2] + result[2:]  # the reply to the earlier query, with this ID
+            return known.query.with_id(wire.U16.unpack_from(data)[0])
+        try:
+            query = wire.parse_query(data)
+        except MalformedPacket:
+            self.stats.dropped += 1
+            return b""
+        except FormatError as exc:
+            self.stats.malformed += 1
+            return wire.error_reply(data, None, exc.rcode, max_udp=self.options.max_udp)
+        special = synth.policy_answer(data, query, self.options.max_udp, self.options.chaos)
+        if special is not None:
+            if special[3] & 0x0F == wire.REFUSED:
+                self.stats.refused += 1
+            return special
+        parsed = self._parsed
+        if len(parsed) >= PARSED_MEMO_SIZE:
+            parsed.clear()
+        parsed[data[2:]] = Known(query)
+        return self._from_cache(query, tcp)
+
+    def _from_cache(self, query: wire.Query, tcp: bool,
+                    known: Known | None = None) -> bytes | wire.Query:
+        """A fresh (or, while upstream fails, stale) cached reply; else the query to resolve."""
+        entry = self.cache.get(query.key)
+        if entry is None:
+            return query
+        now = self.now()
+        if now < entry.expires:
+            self.stats.cache_hits += 1
+            self.stats.zone_hits[entry.zone] += 1
+            entry.hits += 1
+            if self.options.prefetch and entry.expires - now < entry.prefetch_margin:
+                self._refresh_in_background(query, entry)
+            return self._fresh_reply(entry, now, query, tcp, known)
+        if now < entry.failed_until and entry.state(now) is State.STALE:
+            # Upstream failed moments ago: answer stale at once and keep trying behind it
+            # (RFC 8767 §5, the failure recheck timer) instead of making every client wait.
+            self._refresh_in_background(query, entry)
+            return self._stale(entry, query, tcp)
+        return query
+
+    def _fresh_reply(self, entry: Entry, now: float, query: wire.Query, tcp: bool,
+                     known: Known | None) -> bytes:
+        """The reply from a fresh entry; reused from `known` while nothing in it can change
+        (same entry, same age in seconds, same transport, nothing to shuffle)."""
+        if known is None or entry.template.runs:
+            return self._shape(entry.template, entry.body_at(now), query, tcp)
+        age = int(now - entry.stored)
+        if known.entry is not entry or known.age != age or known.tcp is not tcp:
+            known.remember(entry, age, tcp,
+                           self._shape(entry.template, entry.body_at(now), query, tcp))
+        elif known.reply[2] & 0x02:
+            self.stats.truncated += 1
+        return known.reply
+
+    def refused(self, data: bytes) -> bytes:
+        """REFUSED for a client outside the allowed networks; b"" for an unreadable packet."""
+        self.stats.refused += 1
+        return synth.refused(data, self.options.max_udp)
+
+    def servfail(self, data: bytes, query: wire.Query) -> bytes:
+        return wire.error_reply(data, query, wire.SERVFAIL, max_udp=self.options.max_udp)
+
+    def _shape(self, template: Template, body: bytes, query: wire.Query, tcp: bool) -> bytes:
+        max_udp = self.options.max_udp
+        limit = shape.TCP_LIMIT if tcp else shape.udp_limit(query, max_udp)
+        reply = shape.build(template, body, query, limit, max_udp=max_udp, rng=self.rng)
+        if reply[2] & 0x02:
+            self.stats.truncated += 1
+        return reply
+
+    # ------------------------------------------------------------ slow path
+
+    def resolve(self, data: bytes, query: wire.Query, tcp: bool, client: Any,
+                deliver: Deliver) -> None:
+        """Answer a query that needs upstream through deliver(reply): when the exchange it
+        joins or starts ends, or at once when over `max_inflight` exchanges."""
+        route = self.options.router.route(query.qname)
+        self.stats.cache_misses += 1
+        self.stats.zone_misses[route.zone] += 1
+        started = self.now()
+        if self.exchanges.join(query.key, partial(self._deliver, data, query, tcp, client,
+                                                  deliver, route, started, COALESCED)):
+            self.stats.coalesced += 1
+            return
+        if len(self.exchanges) >= self.options.max_inflight:
+            self.stats.overload += 1
+            deliver(self.servfail(data, query))
+            return
+        self.exchanges.start(query.key, self._fetch(query, route),
+                             partial(self._deliver, data, query, tcp, client, deliver, route,
+                                     started, MISS))
+
+    def _deliver(self, data: bytes, query: wire.Query, tcp: bool, client: Any,
+                 deliver: Deliver, route: Route, started: float, state: str,
+                 outcome: Outcome) -> None:
+        """A waiter of an exchange: shape this query's reply from the outcome and send it."""
+        reply, state = self._reply_to(outcome, data, query, route, tcp, state)
+        query_log = self.options.query_log
+        if query_log is not None and reply:
+            query_log.resolved(client, query, route.zone, state, reply, self.now() - started,
+                               tcp)
+        deliver(reply)
+
+    def _reply_to(self, outcome: Outcome, data: bytes, query: wire.Query, route: Route,
+                  tcp: bool, state: str) -> tuple[bytes, str]:
+        if outcome.__class__ is Template:
+            return self._shape(outcome, outcome.body, query, tcp), state
+        if isinstance(outcome, UpstreamError):
+            reply = self._answer_failure(data, query, route, tcp, outcome)
+            return reply, state if reply[3] & 0x0F == wire.SERVFAIL else STALE
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            return b"", state  # cancelled (shutdown): nobody to answer
+        log.error("internal error answering a query", exc_info=outcome)
+        return self.servfail(data, query), state
+
+    def _answer_failure(self, data: bytes, query: wire.Query, route: Route, tcp: bool,
+                        exc: UpstreamError) -> bytes:
+        """RFC 8767: an expired positive entry beats SERVFAIL when every server failed."""
+        entry = self.cache.get(query.key)
+        if entry is not None and entry.servable_stale:
+            entry.failed_until = self.now() + route.policy.stale_ttl
+            return self._stale(entry, query, tcp)
+        log.debug("SERVFAIL for %s: %s", wire.name_to_text(query.qname), exc)
+        self.stats.servfail += 1
+        if exc.rcode == wire.SERVFAIL and entry is None:
+            self._remember_servfail(query, route)
+        return self.servfail(data, query)
+
+    def _stale(self, entry: Entry, query: wire.Query, tcp: bool) -> bytes:
+        self.stats.stale += 1
+        return self._shape(entry.template, entry.stale_body(), query, tcp)
+
+    def _remember_servfail(self, query: wire.Query, route: Route) -> None:
+        """Servers that answered SERVFAIL are spared the same question for a few seconds."""
+        if route.policy.servfail_ttl <= 0:
+            return
+        template = empty_template(query, wire.SERVFAIL)
+        self.cache.put(query.key, Entry(template, Kind.SERVFAIL, self.now(),
+                                        route.policy.servfail_ttl, 0, route.zone))
+
+    def _refresh_in_background(self, query: wire.Query, entry: Entry) -> None:
+        """Prefetch or stale refresh: one background exchange per entry at a time."""
+        if entry.refreshing:
+            return
+        route = self.options.router.route(query.qname)
+        refreshed = partial(self._refreshed, entry, route)
+        if self.exchanges.join(query.key, refreshed):
+            self.stats.coalesced += 1
+        elif len(self.exchanges) < self.options.max_inflight:
+            self.exchanges.start(query.key, self._fetch(query, route), refreshed)
+        else:
+            return
+        entry.refreshing = True
+
+    def _refreshed(self, entry: Entry, route: Route, outcome: Outcome) -> None:
+        entry.refreshing = False
+        if outcome.__class__ is Template:
+            self.stats.refreshes += 1
+        elif isinstance(outcome, UpstreamError):
+            entry.failed_until = self.now() + route.policy.stale_ttl
+        elif isinstance(outcome, Exception):
+            log.error("background refresh failed", exc_info=outcome)
+
+    async def _fetch(self, query: wire.Query, route: Route) -> Template:
+        """Ask the route's servers, store the answer as the cache rules say, return it."""
+        question = Question(query.qname, query.qtype, query.qclass, query.do, query.cd)
+        got = await self._ask_route(question, route)
+        self.stats.upstream_replies += 1
+        self.stats.observe_upstream(got.server, got.elapsed)
+        decision = classify(got.reply, route.policy)
+        template = render(got.reply, query.qname, decision.ttls,
+                          shuffle_addresses=self.options.shuffle_addresses,
+                          shuffle_srv=self.options.shuffle_srv)
+        if decision.kind in (Kind.POSITIVE, Kind.NEGATIVE):
+            entry = Entry(template, decision.kind, self.now(), decision.lifetime,
+                          route.policy.stale_window, route.zone, route.policy.stale_ttl)
+            self.cache.put(query.key, entry)
+        return template
+
+    async def _ask_route(self, question: Question, route: Route) -> Answer:
+        """Ask the route's group; a reverse zone falls back to the default upstreams."""
+        timeout = self.options.timeout
+        deadline = self.now() + timeout
+        if route.fallback is None:
+            return await route.group.resolve(question, deadline)
+        try:
+            got = await route.group.resolve(question, self.now() + timeout / 2)
+            if got.reply.rcode != wire.NXDOMAIN:
+                return got
+        except UpstreamError:
+            pass
+        return await route.fallback.resolve(question, deadline)

@@ -1,0 +1,250 @@
+"""The exchange of one query with one server, and how a kind of server is asked.
+
+Every exchange uses a fresh random ID and a fresh UDP socket (so a fresh random source
+port), connected to the server so the kernel drops datagrams from anyone else. A reply is
+accepted only with the same ID and question. `Transport` is the strategy for plain DNS
+servers (UDP with EDNS, again without EDNS after FORMERR, TCP when truncated); the Consul
+agent's strategy (consul/transport.py) adds its silent-trim detection.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import errno
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from consuldns import address
+from consuldns.dns import wire
+from consuldns.errors import MalformedPacket, UpstreamError, UpstreamTimeout
+
+RECEIVE_BUFFER = 65535  # upstream UDP replies can exceed what was advertised (consul#9945)
+PROBE_EDNS_SIZE = 1232
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What to ask: the name as wire bytes, type, class and the client's DO/CD bits."""
+
+    qname: bytes
+    qtype: int
+    qclass: int = wire.CLASS_IN
+    do: bool = False
+    cd: bool = False
+
+
+@dataclass(slots=True)
+class Answer:
+    """A validated reply, its raw bytes, who gave it and over which transport."""
+
+    reply: wire.Reply
+    raw: bytes
+    server: Server
+    transport: str
+    elapsed: float
+
+
+class Server:
+    """One upstream server and its health."""
+
+    def __init__(self, host: str, port: int):
+        self.host = host
+        self.port = port
+        self.family = address.family_of(host)
+        self.failures = 0  # consecutive failures
+        self.down_since: float | None = None
+        self.queries = 0
+        self.errors = 0
+
+    @property
+    def address(self) -> str:
+        return address.show(self.host, self.port)
+
+    def __repr__(self) -> str:
+        return f"Server({self.address})"
+
+
+def parse_server(text: str, default_port: int = 53) -> Server:
+    """HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address; ValueError when it is none."""
+    host, port = address.parse(text, default_port)
+    if port == 0:
+        raise ValueError(f"{text!r}: port 0 is no server's port")
+    return Server(host, port)
+
+
+# ---------------------------------------------------------------- one exchange
+
+
+async def exchange_udp(server: Server, message: bytes, qid: int, question: Question,
+                       timeout: float) -> bytes:
+    """Send message over UDP and wait for a matching reply; raise on error or timeout."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(server.family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    waiter: asyncio.Future[bytes] = loop.create_future()
+    try:
+        sock.connect((server.host, server.port))
+        sock.send(message)
+        loop.add_reader(sock.fileno(), _read_matching, sock, qid, question, waiter)
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            loop.remove_reader(sock.fileno())
+    finally:
+        sock.close()
+
+
+async def exchange_tcp(server: Server, message: bytes, qid: int, question: Question,
+                       timeout: float) -> bytes:
+    """Send message over TCP (RFC 1035 §4.2.2 framing) and read the matching reply."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            writer.write(wire.U16.pack(len(message)) + message)
+            await writer.drain()
+            while True:
+                length = wire.U16.unpack(await reader.readexactly(2))[0]
+                data = await reader.readexactly(length)
+                if reply_matches(data, qid, question):
+                    return data
+        finally:
+            writer.close()
+
+
+async def ask_once(server: Server, question: Question, timeout: float) -> int:
+    """One UDP exchange outside any client query (probes, readiness): the reply's rcode.
+    Raises UpstreamError (or MalformedPacket) when there is no readable reply."""
+    qid = new_query_id()
+    message = wire.build_query(qid, question.qname, question.qtype, question.qclass,
+                               edns_size=PROBE_EDNS_SIZE)
+    raw = await _with_oserror(exchange_udp(server, message, qid, question, timeout))
+    return wire.parse_reply(raw).rcode
+
+
+def _read_matching(sock: socket.socket, qid: int, question: Question,
+                   waiter: asyncio.Future[bytes]) -> None:
+    """Reader callback: drain the socket, resolve the waiter with the first matching reply."""
+    while not waiter.done():
+        try:
+            data = sock.recv(RECEIVE_BUFFER)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP port unreachable and friends: the server is not there
+            waiter.set_exception(UpstreamError(f"receive failed: {exc.strerror or exc}"))
+            return
+        if reply_matches(data, qid, question):
+            waiter.set_result(data)
+
+
+def _expire(waiter: asyncio.Future[bytes]) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout("no reply in time"))
+
+
+def reply_matches(data: bytes, qid: int, question: Question) -> bool:
+    """Same ID, QR set and the same question (name compared case-insensitively)."""
+    if len(data) < 12 or wire.U16.unpack_from(data)[0] != qid or not data[2] & 0x80:
+        return False
+    end = 12 + len(question.qname)
+    if data[12:end].lower() != question.qname.lower():
+        return False
+    return data[end:end + 4] == wire.TYPE_CLASS.pack(question.qtype, question.qclass)
+
+
+_QUERY_IDS: list[int] = []
+_QUERY_ID_BATCH = 2048  # one getrandom() call per 2048 IDs instead of one per query
+os.register_at_fork(after_in_child=_QUERY_IDS.clear)  # workers never share a sequence
+
+
+def new_query_id() -> int:
+    """A random 16-bit ID from the kernel's CSPRNG (os.urandom), drawn in batches."""
+    if not _QUERY_IDS:
+        _QUERY_IDS.extend(array.array("H", os.urandom(2 * _QUERY_ID_BATCH)))
+    return _QUERY_IDS.pop()
+
+
+# ---------------------------------------------------------------- strategies
+
+ROOT_NS = Question(b"\x00", wire.NS)
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How a plain DNS server is asked: UDP with EDNS (`edns_size`), again without EDNS when
+    it answers FORMERR, and over TCP when the reply is truncated."""
+
+    edns_size: int = 1232
+    tcp_only = False
+
+    async def ask(self, server: Server, question: Question, timeout: float,
+                  now=time.monotonic) -> Answer:
+        """One server's validated answer; UpstreamError when it gives none in `timeout`."""
+        started = now()
+        deadline = started + timeout
+        server.queries += 1
+        qid = new_query_id()
+        edns = self.edns_size
+        if self.tcp_only:
+            return await self._ask_tcp(server, question, qid, edns, deadline, started, now)
+        raw = await _with_oserror(exchange_udp(server, self.message(question, qid, edns), qid,
+                                               question, timeout))
+        reply = parse_reply(raw, server)
+        if edns and reply.rcode == wire.FORMERR and not reply.has_opt:
+            # An old server that rejects EDNS (RFC 6891 §7): ask again without OPT.
+            edns = 0
+            raw = await _with_oserror(exchange_udp(
+                server, self.message(question, qid, 0), qid, question,
+                max(deadline - now(), 0.001)))
+            reply = parse_reply(raw, server)
+        if reply.truncated or self.may_be_incomplete(reply, edns):
+            return await self._ask_tcp(server, question, new_query_id(), edns, deadline,
+                                       started, now)
+        return Answer(reply, raw, server, "udp", now() - started)
+
+    def may_be_incomplete(self, reply: wire.Reply, edns: int) -> bool:
+        """Could a UDP reply without TC still lack records? Plain servers set TC."""
+        return False
+
+    def probe_question(self, zone: str) -> Question:
+        """What health probes ask: the root NS, which any resolver can answer (as CoreDNS
+        forward does)."""
+        return ROOT_NS
+
+    async def _ask_tcp(self, server: Server, question: Question, qid: int, edns: int,
+                       deadline: float, started: float, now) -> Answer:
+        raw = await _with_oserror(exchange_tcp(
+            server, self.message(question, qid, edns), qid, question,
+            max(deadline - now(), 0.001)))
+        return Answer(parse_reply(raw, server), raw, server, "tcp", now() - started)
+
+    @staticmethod
+    def message(question: Question, qid: int, edns: int) -> bytes:
+        return wire.build_query(qid, question.qname, question.qtype, question.qclass,
+                                cd=question.cd, edns_size=edns, do=question.do)
+
+
+async def _with_oserror(coroutine):
+    """Turn socket errors into UpstreamError at the edge."""
+    try:
+        return await coroutine
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise UpstreamError(f"connection failed: {exc}") from None
+    except TimeoutError:
+        raise UpstreamTimeout("no reply in time") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+            raise UpstreamError(f"unreachable: {exc.strerror}") from None
+        raise UpstreamError(f"socket error: {exc}") from None
+
+
+def parse_reply(raw: bytes, server: Server) -> wire.Reply:
+    """The reply read, or UpstreamError naming the server when it cannot be trusted."""
+    try:
+        return wire.parse_reply(raw)
+    except MalformedPacket as exc:
+        raise UpstreamError(f"malformed reply from {server.address}: {exc}") from None
