@@ -1,0 +1,292 @@
+"""The handler's rules, in process: a fake upstream group, a fake clock, no sockets.
+
+Each rule costs milliseconds here; tests/e2e shows the same behaviour through real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import dns.message
+import dns.rcode
+
+from consuldns.dns import wire
+from consuldns.errors import UpstreamError, UpstreamTimeout
+from consuldns.serve.cache import Cache, CachePolicy
+from consuldns.serve.handler import Handler, Options
+from consuldns.serve.router import Route, Router
+from tests.unit.fakes import Clock, FakeGroup, run
+from tests.unit.helpers import SOA_TEXT, query_bytes, reply_bytes
+
+WEB = "web.service.consul."
+WEB_A = reply_bytes(WEB, "A", ["10.0.0.1", "10.0.0.2", "10.0.0.3"], ttl=0)
+WWW = "www.example.test."
+WWW_A = reply_bytes(WWW, "A", ["192.0.2.1"], ttl=300)
+
+
+class Setup:
+    """A handler routing consul. to `agent` and everything else to `upstream`."""
+
+    def __init__(self, *, consul_policy=CachePolicy(), default_policy=CachePolicy(),
+                 reverse: bool = False, **options):
+        self.clock = Clock()
+        self.agent = FakeGroup("consul", {WEB.lower(): WEB_A})
+        self.upstream = FakeGroup("default", {WWW: WWW_A})
+        routes = [Route("consul.", self.agent, consul_policy, is_agent=True)]
+        if reverse:
+            routes.append(Route("10.in-addr.arpa.", self.agent, consul_policy,
+                                fallback=self.upstream, is_agent=True))
+        router = Router(routes, Route(".", self.upstream, default_policy))
+        self.handler = Handler(Cache(100, now=self.clock), Options(router, **options),
+                               rng=random.Random(1), now=self.clock)
+
+    async def ask(self, name: str, rdtype: str = "A", *, tcp: bool = False,
+                  qid: int = 1) -> dns.message.Message | None:
+        """One query through answer_now, and resolve when it needs upstream."""
+        data = query_bytes(name, rdtype, qid=qid)
+        result = self.handler.answer_now(data, tcp)
+        if result.__class__ is bytes:
+            return dns.message.from_wire(result) if result else None
+        answered = asyncio.get_running_loop().create_future()
+        self.handler.resolve(data, result, tcp, ("127.0.0.1", 5000), answered.set_result)
+        raw = await answered
+        return dns.message.from_wire(raw) if raw else None
+
+    def answered_at_once(self, name: str, rdtype: str = "A") -> bool:
+        return self.handler.answer_now(query_bytes(name, rdtype), False).__class__ is bytes
+
+
+def addresses(message: dns.message.Message) -> set[str]:
+    return {rdata.to_text() for rrset in message.answer for rdata in rrset}
+
+
+def ttls(message: dns.message.Message) -> list[int]:
+    return [rrset.ttl for rrset in message.answer]
+
+
+# ------------------------------------------------------------------ cache
+
+
+def test_a_miss_is_stored_and_the_next_query_is_a_hit_with_its_ttl_counted_down():
+    async def scenario():
+        setup = Setup()
+        first = await setup.ask(WWW)
+        setup.clock.advance(100)
+        second = await setup.ask(WWW, qid=2)
+        return setup, first, second
+
+    setup, first, second = run(scenario())
+    assert ttls(first) == [300] and ttls(second) == [200]
+    assert second.id == 2 and setup.upstream.names_asked() == [WWW]
+    assert setup.handler.stats.cache_hits == 1
+
+
+def test_ttl_zero_consul_answers_are_asked_again_every_time():
+    async def scenario():
+        setup = Setup()
+        for qid in range(3):
+            await setup.ask(WEB, qid=qid)
+        return setup
+
+    assert run(scenario()).agent.names_asked() == [WEB.lower()] * 3
+
+
+def test_min_ttl_of_the_consul_zone_keeps_ttl_zero_answers_for_that_long():
+    async def scenario():
+        setup = Setup(consul_policy=CachePolicy(min_ttl=5))
+        first = await setup.ask(WEB)
+        setup.clock.advance(4.5)
+        fresh = setup.answered_at_once(WEB)
+        setup.clock.advance(1)
+        expired = setup.answered_at_once(WEB)
+        return first, fresh, expired
+
+    first, fresh, expired = run(scenario())
+    assert ttls(first) == [5]  # clients see the clamped TTL
+    assert fresh and not expired
+
+
+def test_negative_answers_live_min_of_soa_ttl_and_minimum():
+    async def scenario():
+        setup = Setup()
+        # SOA TTL 300, MINIMUM 60: RFC 2308 §5 says the smaller, 60.
+        setup.upstream.replies["nx.example.test."] = reply_bytes(
+            "nx.example.test", "A", rcode=dns.rcode.NXDOMAIN,
+            authority=[("example.test", 300, "SOA", SOA_TEXT)])
+        await setup.ask("nx.example.test")
+        setup.clock.advance(59)
+        cached = setup.answered_at_once("nx.example.test")
+        setup.clock.advance(2)
+        return cached, setup.answered_at_once("nx.example.test")
+
+    assert run(scenario()) == (True, False)
+
+
+# ------------------------------------------------------------------ coalescing
+
+
+def test_identical_misses_share_one_exchange_over_udp_and_tcp():
+    async def scenario():
+        setup = Setup()
+        setup.agent.gate = asyncio.Event()
+        waiting = [asyncio.ensure_future(setup.ask(WEB, tcp=i % 2 == 1, qid=i))
+                   for i in range(10)]
+        await asyncio.sleep(0)
+        setup.agent.gate.set()
+        return setup, await asyncio.gather(*waiting)
+
+    setup, replies = run(scenario())
+    assert len(setup.agent.asked) == 1
+    assert [r.id for r in replies] == list(range(10))
+    assert all(addresses(r) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"} for r in replies)
+    assert setup.handler.stats.coalesced == 9
+
+
+def test_over_max_inflight_exchanges_a_new_miss_gets_servfail_at_once():
+    async def scenario():
+        setup = Setup(max_inflight=1)
+        setup.upstream.gate = asyncio.Event()
+        held = asyncio.ensure_future(setup.ask(WWW))
+        await asyncio.sleep(0)
+        refused = await setup.ask("other.example.test")
+        setup.upstream.gate.set()
+        return setup, refused, await held
+
+    setup, refused, held = run(scenario())
+    assert refused.rcode() == dns.rcode.SERVFAIL and held.rcode() == dns.rcode.NOERROR
+    assert setup.handler.stats.overload == 1
+    assert setup.upstream.names_asked() == [WWW]
+
+
+# ------------------------------------------------------------------ failures and stale
+
+
+def test_a_failing_agent_gives_servfail_never_nxdomain():
+    async def scenario():
+        setup = Setup()
+        setup.agent.replies[WEB.lower()] = UpstreamTimeout("silent")
+        return await setup.ask(WEB)
+
+    assert run(scenario()).rcode() == dns.rcode.SERVFAIL
+
+
+def test_stale_answer_with_ttl_30_when_the_agent_fails_then_at_once_with_one_refresh():
+    async def scenario():
+        setup = Setup()
+        await setup.ask(WEB)
+        setup.clock.advance(60)
+        setup.agent.replies[WEB.lower()] = UpstreamTimeout("silent")
+        stale = await setup.ask(WEB)
+        asked = len(setup.agent.asked)
+        setup.agent.gate = asyncio.Event()  # the background refresh hangs
+        at_once = [setup.answered_at_once(WEB) for _ in range(5)]
+        await asyncio.sleep(0)
+        refreshes = len(setup.agent.asked) - asked
+        setup.agent.gate.set()
+        return stale, at_once, refreshes
+
+    stale, at_once, refreshes = run(scenario())
+    assert stale.rcode() == dns.rcode.NOERROR and set(ttls(stale)) == {30}
+    assert all(at_once) and refreshes == 1
+
+
+def test_nxdomain_is_never_served_stale():
+    async def scenario():
+        setup = Setup(consul_policy=CachePolicy(neg_min_ttl=5))
+        gone = "gone.service.consul."
+        setup.agent.replies[gone] = reply_bytes(gone, "A", rcode=dns.rcode.NXDOMAIN,
+                                                authority=[("consul", 0, "SOA", SOA_TEXT)])
+        first = await setup.ask(gone)
+        setup.clock.advance(10)
+        setup.agent.replies[gone] = UpstreamTimeout("silent")
+        return first, await setup.ask(gone)
+
+    first, after = run(scenario())
+    assert first.rcode() == dns.rcode.NXDOMAIN and after.rcode() == dns.rcode.SERVFAIL
+
+
+def test_nodata_is_served_stale():
+    async def scenario():
+        setup = Setup()
+        setup.agent.replies[WEB.lower()] = reply_bytes(
+            WEB, "AAAA", authority=[("consul", 0, "SOA", SOA_TEXT)])
+        await setup.ask(WEB, "AAAA")
+        setup.clock.advance(1)
+        setup.agent.replies[WEB.lower()] = UpstreamTimeout("silent")
+        return await setup.ask(WEB, "AAAA")
+
+    stale = run(scenario())
+    assert stale.rcode() == dns.rcode.NOERROR and not stale.answer
+    assert stale.authority  # the SOA, with the stale TTL
+
+
+def test_servfail_from_upstream_is_remembered_servfail_ttl_seconds():
+    async def scenario():
+        setup = Setup(default_policy=CachePolicy(servfail_ttl=2))
+        setup.upstream.replies["bad.example.test."] = UpstreamError("SERVFAIL", wire.SERVFAIL)
+        await setup.ask("bad.example.test")
+        remembered = setup.answered_at_once("bad.example.test")
+        setup.clock.advance(2.5)
+        return remembered, setup.answered_at_once("bad.example.test")
+
+    assert run(scenario()) == (True, False)
+
+
+def test_an_internal_error_becomes_servfail():
+    async def scenario():
+        setup = Setup()
+        setup.upstream.replies[WWW] = RuntimeError("bug")
+        return await setup.ask(WWW)
+
+    assert run(scenario()).rcode() == dns.rcode.SERVFAIL
+
+
+# ------------------------------------------------------------------ routes and deadlines
+
+
+def test_each_query_gets_one_deadline_of_server_timeout():
+    async def scenario():
+        setup = Setup(timeout=1.5)
+        await setup.ask(WWW)
+        return setup
+
+    setup = run(scenario())
+    assert setup.upstream.deadlines == [setup.clock.time + 1.5]
+
+
+def test_reverse_zones_fall_back_to_the_default_upstreams_on_nxdomain():
+    async def scenario():
+        setup = Setup(reverse=True)
+        name = "1.0.0.10.in-addr.arpa."
+        setup.agent.replies[name] = reply_bytes(name, "PTR", rcode=dns.rcode.NXDOMAIN,
+                                                authority=[("consul", 0, "SOA", SOA_TEXT)])
+        setup.upstream.replies[name] = reply_bytes(name, "PTR", ["host.example.test."])
+        return setup, await setup.ask(name, "PTR")
+
+    setup, reply = run(scenario())
+    assert addresses(reply) == {"host.example.test."}
+    assert len(setup.agent.asked) == 1 and len(setup.upstream.asked) == 1
+
+
+# ------------------------------------------------------------------ shaping on the fast path
+
+
+def test_cache_hits_shuffle_addresses():
+    async def scenario():
+        setup = Setup(consul_policy=CachePolicy(min_ttl=60))
+        await setup.ask(WEB)
+        orders = set()
+        for qid in range(50):
+            reply = await setup.ask(WEB, qid=qid)
+            orders.add(tuple(rdata.to_text() for rdata in reply.answer[0]))
+        return orders
+
+    assert len(run(scenario())) > 1
+
+
+def test_refused_for_clients_outside_the_acl_is_counted():
+    setup = Setup()
+    reply = dns.message.from_wire(setup.handler.refused(query_bytes(WWW)))
+    assert reply.rcode() == dns.rcode.REFUSED and setup.handler.stats.refused == 1
+    assert setup.handler.refused(b"\x00") == b""  # unreadable: dropped
