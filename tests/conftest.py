@@ -8,7 +8,6 @@ server's log is attached to the report.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.harness.nginx import (
     start_nginx,
 )
 from tests.harness.procs import LOG_TAIL_CHARS, Server
+from tests.harness.tools import need
 from tests.harness.topology import NetnsTopology, start_netns_topology
 from tests.harness.upstream import (
     DNSMASQ,
@@ -41,12 +41,7 @@ _APT = {UNBOUND: "unbound", DNSMASQ: "dnsmasq-base", NGINX: "nginx-light"}
 
 def _require(binary: str) -> None:
     """A missing server binary fails in CI (which must install it) and skips elsewhere."""
-    if os.path.exists(binary):
-        return
-    message = f"{binary} missing: apt-get install {_APT[binary]} (see .ci/apt-packages.txt)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    need(binary, _APT[binary])
 
 
 _WATCHED = pytest.StashKey[list[list[Any]]]()

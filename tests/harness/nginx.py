@@ -9,6 +9,7 @@ import re
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,18 +52,24 @@ class NginxSettings:
     extra_location: str = ""
 
 
-def nginx_config(workdir: Path, host: str, port: int, settings: NginxSettings) -> str:
-    """nginx.conf with every path under `workdir`."""
+def foreground_lines(workdir: Path) -> str:
+    """Main-context lines that run nginx in the foreground with its pid file in `workdir`."""
     # As root, workers would run as nobody and could not use temp paths in a 0700 tmp dir.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"{user}daemon off;\npid {workdir / 'nginx.pid'};\n"
+
+
+def temp_path_lines(workdir: Path) -> str:
+    """http-context lines putting nginx's temp dirs under `workdir` (the default is /var/lib)."""
+    return "".join(f"    {kind}_temp_path {workdir / kind};\n" for kind in _TEMP_DIRS)
+
+
+def nginx_config(workdir: Path, host: str, port: int, settings: NginxSettings) -> str:
+    """nginx.conf with every path under `workdir`."""
     ipv6 = "on" if settings.ipv6 else "off"
-    temps = "".join(
-        f"    {kind}_temp_path {workdir / kind};\n" for kind in _TEMP_DIRS
-    )
-    return f"""{user}daemon off;
-master_process on;
+    temps = temp_path_lines(workdir)
+    return f"""{foreground_lines(workdir)}master_process on;
 worker_processes 1;
-pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} info;
 events {{ worker_connections 512; }}
 http {{
@@ -147,16 +154,33 @@ def start_nginx(
     timeout: float = 10.0,
 ) -> Nginx:
     """Start nginx in the foreground with a temp prefix; wait until it accepts connections."""
-    require_binary(NGINX, "nginx-light")
     if settings.upstream_resolve and not supports_upstream_resolve():
         raise RuntimeError(f"nginx {nginx_version()} lacks `server ... resolve` (needs 1.27.3)")
+    return start_nginx_with(
+        workdir, lambda chosen: nginx_config(workdir, host, chosen, settings),
+        host=host, port=port, place=place, timeout=timeout,
+    )
+
+
+def start_nginx_with(
+    workdir: Path,
+    render: Callable[[int], str],
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    place: Place = HOST,
+    timeout: float = 10.0,
+) -> Nginx:
+    """Start nginx on the config `render(port)` returns (see foreground_lines and
+    temp_path_lines); wait until it accepts connections on host:port."""
+    require_binary(NGINX, "nginx-light")
     workdir.mkdir(parents=True, exist_ok=True)
     for kind in _TEMP_DIRS:
         (workdir / kind).mkdir(exist_ok=True)
     conf = workdir / "nginx.conf"
 
     def build(chosen: int) -> list[str]:
-        conf.write_text(nginx_config(workdir, host, chosen, settings))
+        conf.write_text(render(chosen))
         return [NGINX, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
 
     def ready(proc: Proc, chosen: int) -> None:
