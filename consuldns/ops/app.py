@@ -15,19 +15,19 @@ import os
 import signal
 
 from consuldns import __version__, address
-from consuldns.dns import wire
 from consuldns.consul.ready import agent_ready
+from consuldns.dns import wire
 from consuldns.ops import build, logs
 from consuldns.ops.admin import AdminServer
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.privileges import PrivilegeError, drop_privileges
 from consuldns.ops.reload import Reloader
 from consuldns.ops.settings import ADMIN_OFF, Settings
+from consuldns.ops.workers import supervise
 from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
 from consuldns.serve.listeners import Listeners, bind
 from consuldns.serve.stats import Stats
-from consuldns.ops.workers import supervise
 from consuldns.upstream.health import HealthChecker
 
 try:

@@ -49,7 +49,7 @@ def wiring(settings: Settings, stats: Stats) -> Wiring:
     """Build every configured object from settings (no sockets are opened)."""
     server = settings.server
     options = Options(
-        router=build_router(settings), timeout=server.timeout, max_udp=server.max_udp_size,
+        router=build_router(settings), max_udp=server.max_udp_size,
         max_inflight=server.max_inflight, shuffle_addresses=settings.cache.shuffle,
         shuffle_srv=settings.cache.shuffle_srv, prefetch=settings.cache.prefetch,
         chaos=server.chaos, query_log=QueryLog() if settings.log.queries else None)
@@ -76,19 +76,22 @@ def build_router(settings: Settings) -> Router:
     agent = Group("consul", [parse_server(consul.address, 8600)],
                   AgentTransport(consul.edns_size, consul.transport, consul.udp_answer_limit))
     agent_policy = settings.cache.consul
-    routes = [Route(fqdn(consul.domain), agent, agent_policy, is_agent=True)]
-    if consul.alt_domain:
-        routes.append(Route(fqdn(consul.alt_domain), agent, agent_policy, is_agent=True))
+    upstream_timeout = settings.upstream.timeout
+    routes = [Route(fqdn(name), agent, agent_policy, is_agent=True, timeout=consul.timeout)
+              for name in (consul.domain, consul.alt_domain) if name]
     for zone in consul.reverse_zones:
+        # The agent first, then the default upstreams: the upstreams' deadline in all.
         routes.append(Route(fqdn(zone), agent, agent_policy, fallback=default_group,
-                            is_agent=True))
+                            is_agent=True, timeout=upstream_timeout))
     for zone in settings.zones:
         group = Group(fqdn(zone.name), [parse_server(s) for s in zone.servers],
                       Transport(settings.upstream.edns_size), policy=zone.policy,
                       max_fails=settings.upstream.max_fails)
         policy = settings.cache.zones.get(zone.name.rstrip("."), settings.cache.default)
-        routes.append(Route(fqdn(zone.name), group, policy))
-    return Router(routes, Route(".", default_group, settings.cache.default))
+        routes.append(Route(fqdn(zone.name), group, policy,
+                            timeout=zone.timeout or upstream_timeout))
+    return Router(routes, Route(".", default_group, settings.cache.default,
+                                timeout=upstream_timeout))
 
 
 def default_servers(settings: Settings) -> list[str]:

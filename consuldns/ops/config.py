@@ -39,12 +39,23 @@ def load(path: str | Path) -> Settings:
     return settings
 
 
+# Keys of earlier versions, and where their setting lives now.
+MOVED = {
+    "server.timeout": "the deadline is now per route: set upstream.timeout (default "
+                      "upstreams and [[zones]], default 4.5) and consul.timeout (the agent, "
+                      "default 2.0) instead",
+}
+
+
 def _build(cls: type, table: dict, prefix: str, source: str, problems: list[str]):
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
     values = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
+        if dotted in MOVED:
+            problems.append(f"{source}: {dotted}: no longer exists; {MOVED[dotted]}")
+            continue
         if key not in known:
             problems.append(f"{source}: {dotted}: unknown key{_did_you_mean(key, known)}")
             continue

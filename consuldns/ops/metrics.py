@@ -72,7 +72,8 @@ class StatsCollector:
         yield _counter("consuldns_queries_rate_limited", "Queries refused because the client "
                        "went over server.rate_limit.", stats.rate_limited)
         yield _counter("consuldns_queries_overload", "Queries or TCP connections turned away "
-                       "over server.max_inflight or server.max_tcp_connections.", stats.overload)
+                       "(stale answer, SERVFAIL, or closed) over server.max_inflight, the "
+                       "client's share of it, or server.max_tcp_connections.", stats.overload)
         yield _counter("consuldns_responses_truncated", "UDP replies sent with TC set.",
                        stats.truncated)
 
@@ -96,6 +97,12 @@ class StatsCollector:
                        "recheck) that got an answer.", stats.refreshes)
         yield _counter("consuldns_cache_coalesced", "Queries that shared another query's "
                        "upstream exchange instead of asking again.", stats.coalesced)
+        yield _counter("consuldns_cache_coalesced_dropped", "Queries turned away (stale "
+                       "answer, or none) because too many already waited on the same "
+                       "exchange.", stats.coalesced_dropped)
+        yield _counter("consuldns_cache_late_answers", "Upstream answers that came after the "
+                       "deadline (the client had its SERVFAIL or stale answer) and were "
+                       "cached for its retry.", stats.late_answers)
         yield _gauge("consuldns_cache_entries", "Entries in the cache.", len(cache))
 
     def _upstreams(self) -> Iterator[Metric]:

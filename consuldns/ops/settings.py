@@ -22,7 +22,6 @@ class ServerSettings:
     listen: tuple[str, ...] = ("127.0.0.1:53",)
     workers: int = 1
     user: str = ""
-    timeout: float = 2.0
     max_udp_size: int = 1232
     max_inflight: int = 1000
     max_tcp_connections: int = 200
@@ -35,6 +34,7 @@ class ServerSettings:
 @dataclass(frozen=True)
 class ConsulSettings:
     address: str = "127.0.0.1:8600"
+    timeout: float = 2.0
     domain: str = "consul"
     alt_domain: str = ""
     transport: str = "auto"
@@ -47,6 +47,7 @@ class ConsulSettings:
 class UpstreamSettings:
     servers: tuple[str, ...] = ()
     resolv_conf: str = "/etc/resolv.conf"
+    timeout: float = 4.5
     policy: str = "sequential"
     edns_size: int = 1232
     max_fails: int = 3
@@ -58,6 +59,7 @@ class ZoneSettings:
     name: str = ""
     servers: tuple[str, ...] = ()
     policy: str = "sequential"
+    timeout: float = 0.0  # 0: upstream.timeout
 
 
 # The per-zone cache tables are read straight into the cache's own policy type.

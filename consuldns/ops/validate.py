@@ -61,8 +61,6 @@ def _check_server(settings: Settings, report: Report) -> None:
         report("server.workers", "must be between 1 and 64")
     if server.user and server.user != "root" and not _user_exists(server.user):
         report("server.user", f"no user {server.user!r} on this host")
-    if server.timeout <= 0:
-        report("server.timeout", "must be a positive number of seconds")
     if not 512 <= server.max_udp_size <= 65535:
         report("server.max_udp_size", "must be between 512 and 65535 (1232 avoids IP "
                "fragmentation)")
@@ -75,6 +73,12 @@ def _check_server(settings: Settings, report: Report) -> None:
         report("server.rate_burst", "must be 0 (same as rate_limit) or a number of queries")
 
 
+def _check_deadline(key: str, seconds: float, report: Report) -> None:
+    if not 0.1 <= seconds <= 30:
+        report(key, "must be between 0.1 and 30 seconds (how long one client query may wait "
+               "for this route's servers)")
+
+
 def _user_exists(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -85,6 +89,7 @@ def _user_exists(name: str) -> bool:
 
 def _check_consul(settings: Settings, report: Report) -> None:
     consul = settings.consul
+    _check_deadline("consul.timeout", consul.timeout, report)
     if not _server_ok(consul.address, 8600):
         report("consul.address", f"{consul.address!r} is not HOST:PORT of the agent's DNS "
                "interface, e.g. '127.0.0.1:8600'")
@@ -111,6 +116,7 @@ def _check_upstream(settings: Settings, report: Report) -> None:
         if not _server_ok(text):
             report(f"upstream.servers[{i}]", f"{text!r} is not an address like '192.0.2.53' or "
                    "'127.0.0.1:5353'")
+    _check_deadline("upstream.timeout", upstream.timeout, report)
     if upstream.policy not in known.POLICIES:
         report("upstream.policy", f"must be one of {', '.join(known.POLICIES)}")
     if not 512 <= upstream.edns_size <= 65535:
@@ -142,6 +148,8 @@ def _check_zones(settings: Settings, report: Report) -> None:
                        "'10.0.0.53:5353'")
         if zone.policy not in known.POLICIES:
             report(f"{key}.policy", f"must be one of {', '.join(known.POLICIES)}")
+        if zone.timeout:
+            _check_deadline(f"{key}.timeout", zone.timeout, report)
 
 
 def _agent_zones(settings: Settings) -> set[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +21,13 @@ from functools import partial
 from typing import Any
 
 from consuldns.dns import shape, synth, wire
-from consuldns.dns.template import Template, empty_template, render
+from consuldns.dns.template import Template, empty_template
 from consuldns.errors import FormatError, MalformedPacket, UpstreamError
-from consuldns.serve.cache import Cache, Entry, Kind, State, classify
-from consuldns.serve.inflight import Exchanges, Outcome
+from consuldns.serve.cache import Cache, Entry, Kind, State
+from consuldns.serve.fetch import Fetcher
+from consuldns.serve.inflight import ABSENT, FULL, Exchanges, Outcome
 from consuldns.serve.router import Route, Router
 from consuldns.serve.stats import Stats
-from consuldns.upstream.transport import Answer, Question
 
 log = logging.getLogger("consuldns.handler")
 
@@ -43,7 +44,6 @@ class Options:
     settings at start-up and again on every reload, which swaps it whole."""
 
     router: Router
-    timeout: float = 2.0
     max_udp: int = 1232
     max_inflight: int = 1000
     shuffle_addresses: bool = True
@@ -82,6 +82,7 @@ class Handler:
         self.rng = rng or random.Random()
         self.now = now
         self.exchanges = Exchanges()
+        self.fetcher = Fetcher(self)
         # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
         # the same bytes with a new ID, and a hit then skips parse_query (~2 us of ~4).
         self._parsed: dict[bytes, Known] = {}
@@ -172,22 +173,46 @@ class Handler:
     def resolve(self, data: bytes, query: wire.Query, tcp: bool, client: Any,
                 deliver: Deliver) -> None:
         """Answer a query that needs upstream through deliver(reply): when the exchange it
-        joins or starts ends, or at once when over `max_inflight` exchanges."""
+        joins or starts ends, or at once when it may do neither (docs/design.md, "Bad and
+        hostile input": stale if there is a stale answer, else SERVFAIL or nothing)."""
         route = self.options.router.route(query.qname)
         self.stats.cache_misses += 1
         self.stats.zone_misses[route.zone] += 1
-        started = self.now()
-        if self.exchanges.join(query.key, partial(self._deliver, data, query, tcp, client,
-                                                  deliver, route, started, COALESCED)):
+        waiter = partial(self._deliver, data, query, tcp, client, deliver, route, self.now())
+        joined = self.exchanges.join(query.key, partial(waiter, COALESCED))
+        if joined is ABSENT:
+            self._start(data, query, tcp, client, deliver, route, partial(waiter, MISS))
+        elif joined is FULL:
+            self.stats.coalesced_dropped += 1
+            deliver(self._turned_away(query, tcp, b""))
+        else:
             self.stats.coalesced += 1
-            return
-        if len(self.exchanges) >= self.options.max_inflight:
+
+    def _start(self, data: bytes, query: wire.Query, tcp: bool, client: Any,
+               deliver: Deliver, route: Route, waiter: Callable[[Outcome], None]) -> None:
+        """Start the exchange for query, unless the exchanges are full or its client holds
+        more than its share of them."""
+        owner = client_network(client)
+        if not self._may_start(owner):
             self.stats.overload += 1
-            deliver(self.servfail(data, query))
+            deliver(self._turned_away(query, tcp, self.servfail(data, query)))
             return
-        self.exchanges.start(query.key, self._fetch(query, route),
-                             partial(self._deliver, data, query, tcp, client, deliver, route,
-                                     started, MISS))
+        self.exchanges.start(query.key, self.fetcher.fetch(query, route), waiter, owner)
+
+    def _may_start(self, owner: object) -> bool:
+        cap = self.options.max_inflight
+        if len(self.exchanges) >= cap:
+            return False
+        # A quarter of the exchanges stays free for other clients: one client (or one /24,
+        # one /56) flooding misses cannot starve everyone else.
+        return owner is None or self.exchanges.held_by(owner) < cap - cap // 4
+
+    def _turned_away(self, query: wire.Query, tcp: bool, otherwise: bytes) -> bytes:
+        """A stale answer when the cache has one to serve, else `otherwise`."""
+        entry = self.cache.get(query.key)
+        if entry is not None and entry.state(self.now()) is State.STALE:
+            return self._stale(entry, query, tcp)
+        return otherwise
 
     def _deliver(self, data: bytes, query: wire.Query, tcp: bool, client: Any,
                  deliver: Deliver, route: Route, started: float, state: str,
@@ -243,12 +268,13 @@ class Handler:
             return
         route = self.options.router.route(query.qname)
         refreshed = partial(self._refreshed, entry, route)
-        if self.exchanges.join(query.key, refreshed):
-            self.stats.coalesced += 1
-        elif len(self.exchanges) < self.options.max_inflight:
-            self.exchanges.start(query.key, self._fetch(query, route), refreshed)
-        else:
+        joined = self.exchanges.join(query.key, refreshed)
+        if joined is ABSENT and self._may_start(None):
+            self.exchanges.start(query.key, self.fetcher.fetch(query, route), refreshed)
+        elif joined is ABSENT or joined is FULL:
             return
+        else:
+            self.stats.coalesced += 1
         entry.refreshing = True
 
     def _refreshed(self, entry: Entry, route: Route, outcome: Outcome) -> None:
@@ -260,32 +286,13 @@ class Handler:
         elif isinstance(outcome, Exception):
             log.error("background refresh failed", exc_info=outcome)
 
-    async def _fetch(self, query: wire.Query, route: Route) -> Template:
-        """Ask the route's servers, store the answer as the cache rules say, return it."""
-        question = Question(query.qname, query.qtype, query.qclass, query.do, query.cd)
-        got = await self._ask_route(question, route)
-        self.stats.upstream_replies += 1
-        self.stats.observe_upstream(got.server, got.elapsed)
-        decision = classify(got.reply, route.policy)
-        template = render(got.reply, query.qname, decision.ttls,
-                          shuffle_addresses=self.options.shuffle_addresses,
-                          shuffle_srv=self.options.shuffle_srv)
-        if decision.kind in (Kind.POSITIVE, Kind.NEGATIVE):
-            entry = Entry(template, decision.kind, self.now(), decision.lifetime,
-                          route.policy.stale_window, route.zone, route.policy.stale_ttl)
-            self.cache.put(query.key, entry)
-        return template
 
-    async def _ask_route(self, question: Question, route: Route) -> Answer:
-        """Ask the route's group; a reverse zone falls back to the default upstreams."""
-        timeout = self.options.timeout
-        deadline = self.now() + timeout
-        if route.fallback is None:
-            return await route.group.resolve(question, deadline)
-        try:
-            got = await route.group.resolve(question, self.now() + timeout / 2)
-            if got.reply.rcode != wire.NXDOMAIN:
-                return got
-        except UpstreamError:
-            pass
-        return await route.fallback.resolve(question, deadline)
+def client_network(client: Any) -> object:
+    """The network a client address belongs to for fair shares: its /24 (IPv4) or /56
+    (IPv6); None when there is no client (background refreshes)."""
+    if not client:
+        return None
+    host = client[0]
+    if ":" not in host:
+        return host.rpartition(".")[0]
+    return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])[:7]

@@ -22,6 +22,7 @@ class Route:
     policy: CachePolicy = field(default_factory=CachePolicy)
     fallback: Group | None = None  # asked when the first group has no answer (reverse zones)
     is_agent: bool = False
+    timeout: float = 2.0  # the deadline of one client query on this route, in seconds
 
     def signature(self) -> tuple:
         """What decides the answers cached for the zone: who is asked, how, the cache policy."""
@@ -52,6 +53,11 @@ class Router:
                 return route
             offset += folded[offset] + 1
         return self.default
+
+    @property
+    def longest_timeout(self) -> float:
+        """The longest deadline of any route: how long a query may wait for upstream."""
+        return max(route.timeout for route in self.routes)
 
     def groups(self) -> list[tuple[Group, str]]:
         """Every distinct group, with the zone it serves first (for probes and metrics)."""

@@ -24,6 +24,8 @@ class Stats:
         self.cache_misses = 0
         self.stale = 0
         self.coalesced = 0
+        self.coalesced_dropped = 0  # turned away: too many already waited on the exchange
+        self.late_answers = 0  # upstream answers that came after the deadline, cached
         self.refreshes = 0  # background prefetch / stale refreshes that succeeded
         self.upstream_replies = 0
         self.truncated = 0
@@ -31,7 +33,7 @@ class Stats:
         self.malformed = 0  # answered with FORMERR or NOTIMP
         self.refused = 0
         self.servfail = 0
-        self.overload = 0  # over the in-flight or connection caps
+        self.overload = 0  # over the exchange (or the client's share) or connection caps
         self.rate_limited = 0  # refused because the client went over server.rate_limit
         self.zone_hits: Counter[str] = Counter()  # fresh cache hits by route zone
         self.zone_misses: Counter[str] = Counter()  # queries that went to the slow path

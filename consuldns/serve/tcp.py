@@ -53,7 +53,7 @@ class TcpConnections:
         connection = Connection(self, writer)
         try:
             await connection.read_queries(reader)
-            await connection.finish(self.handler.options.timeout + 1)
+            await connection.finish(self.handler.options.router.longest_timeout + 1)
         except (ConnectionError, OSError):
             pass
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from consuldns.dns import wire
 from consuldns.errors import UpstreamError, UpstreamTimeout
@@ -48,8 +49,10 @@ class Group:
             servers = servers[self._next:] + servers[:self._next]
         return sorted(servers, key=lambda s: s.down_since is not None)
 
-    async def resolve(self, question: Question, deadline: float) -> Answer:
-        """Ask the servers in turn until one answers usefully; raise UpstreamError if none does."""
+    async def resolve(self, question: Question, deadline: float,
+                      late: Callable[[Answer], None] | None = None) -> Answer:
+        """Ask the servers in turn until one answers usefully; raise UpstreamError if none does.
+        `late` gets a usable answer a server gives after its share of the deadline."""
         servers = self.order()
         last_error: UpstreamError = UpstreamError("no upstream servers configured")
         for index, server in enumerate(servers):
@@ -58,7 +61,8 @@ class Group:
                 break
             share = remaining / (len(servers) - index)
             try:
-                answer = await self.transport.ask(server, question, share, self.now)
+                answer = await self.transport.ask(server, question, share, self.now,
+                                                  self._usable_late(server, late))
             except UpstreamError as exc:
                 self._failed(server)
                 last_error = exc
@@ -73,6 +77,17 @@ class Group:
         if self.now() >= deadline and last_error.rcode is None:
             raise UpstreamTimeout(f"{self.name}: no answer before the deadline ({last_error})")
         raise last_error
+
+    def _usable_late(self, server: Server, late: Callable[[Answer], None] | None):
+        """A late reply counts when it is an answer the group would have used."""
+        if late is None:
+            return None
+
+        def usable(reply: wire.Reply, raw: bytes) -> None:
+            if reply.rcode not in FAILOVER_RCODES:
+                late(Answer(reply, raw, server, "udp", 0.0))
+
+        return usable
 
     def _failed(self, server: Server) -> None:
         server.errors += 1

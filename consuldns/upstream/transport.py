@@ -15,6 +15,7 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consuldns import address
@@ -23,6 +24,11 @@ from consuldns.errors import MalformedPacket, UpstreamError, UpstreamTimeout
 
 RECEIVE_BUFFER = 65535  # upstream UDP replies can exceed what was advertised (consul#9945)
 PROBE_EDNS_SIZE = 1232
+# Seconds a UDP socket keeps listening after its deadline: a slow server's answer still lands
+# in the cache, so the client's retry is a hit (docs/design.md, "Upstream client").
+LATE_ANSWER_GRACE = 5.0
+
+Late = Callable[[bytes], None]  # receives a matching reply that came after the deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +85,13 @@ def parse_server(text: str, default_port: int = 53) -> Server:
 
 
 async def exchange_udp(server: Server, message: bytes, qid: int, question: Question,
-                       timeout: float) -> bytes:
-    """Send message over UDP and wait for a matching reply; raise on error or timeout."""
+                       timeout: float, late: Late | None = None) -> bytes:
+    """Send message over UDP and wait for a matching reply; raise on error or timeout.
+
+    With `late`, a timed-out socket keeps listening LATE_ANSWER_GRACE seconds more and hands
+    a matching reply that comes then to late(reply)."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket(server.family, socket.SOCK_DGRAM)
+    sock: socket.socket | None = socket.socket(server.family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     waiter: asyncio.Future[bytes] = loop.create_future()
     try:
@@ -92,11 +101,47 @@ async def exchange_udp(server: Server, message: bytes, qid: int, question: Quest
         timer = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
+        except UpstreamTimeout:
+            if late is not None:
+                _keep_listening(loop, sock, qid, question, late)
+                sock = None  # the late listener owns it now
+            raise
         finally:
             timer.cancel()
-            loop.remove_reader(sock.fileno())
+            if sock is not None:
+                loop.remove_reader(sock.fileno())
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
+
+
+def _keep_listening(loop: asyncio.AbstractEventLoop, sock: socket.socket, qid: int,
+                    question: Question, late: Late) -> None:
+    """Wait LATE_ANSWER_GRACE seconds more for a matching reply on sock, then close it."""
+    fd = sock.fileno()
+
+    def close() -> None:
+        if sock.fileno() >= 0:
+            timer.cancel()
+            loop.remove_reader(fd)
+            sock.close()
+
+    def readable() -> None:
+        while sock.fileno() >= 0:
+            try:
+                data = sock.recv(RECEIVE_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                close()
+                return
+            if reply_matches(data, qid, question):
+                close()
+                late(data)
+
+    loop.remove_reader(fd)
+    loop.add_reader(fd, readable)
+    timer = loop.call_later(LATE_ANSWER_GRACE, close)
 
 
 async def exchange_tcp(server: Server, message: bytes, qid: int, question: Question,
@@ -182,8 +227,10 @@ class Transport:
     tcp_only = False
 
     async def ask(self, server: Server, question: Question, timeout: float,
-                  now=time.monotonic) -> Answer:
-        """One server's validated answer; UpstreamError when it gives none in `timeout`."""
+                  now=time.monotonic, late: Callable[[wire.Reply, bytes], None] | None = None
+                  ) -> Answer:
+        """One server's validated answer; UpstreamError when it gives none in `timeout`.
+        `late` gets a complete reply that comes within LATE_ANSWER_GRACE after that."""
         started = now()
         deadline = started + timeout
         server.queries += 1
@@ -191,15 +238,16 @@ class Transport:
         edns = self.edns_size
         if self.tcp_only:
             return await self._ask_tcp(server, question, qid, edns, deadline, started, now)
-        raw = await _with_oserror(exchange_udp(server, self.message(question, qid, edns), qid,
-                                               question, timeout))
+        raw = await _with_oserror(exchange_udp(
+            server, self.message(question, qid, edns), qid, question, timeout,
+            self._complete_only(edns, late)))
         reply = parse_reply(raw, server)
         if edns and reply.rcode == wire.FORMERR and not reply.has_opt:
             # An old server that rejects EDNS (RFC 6891 §7): ask again without OPT.
             edns = 0
             raw = await _with_oserror(exchange_udp(
                 server, self.message(question, qid, 0), qid, question,
-                max(deadline - now(), 0.001)))
+                max(deadline - now(), 0.001), self._complete_only(0, late)))
             reply = parse_reply(raw, server)
         if reply.truncated or self.may_be_incomplete(reply, edns):
             return await self._ask_tcp(server, question, new_query_id(), edns, deadline,
@@ -209,6 +257,21 @@ class Transport:
     def may_be_incomplete(self, reply: wire.Reply, edns: int) -> bool:
         """Could a UDP reply without TC still lack records? Plain servers set TC."""
         return False
+
+    def _complete_only(self, edns: int, late) -> Late | None:
+        """A late-reply callback that passes on only readable, complete replies."""
+        if late is None:
+            return None
+
+        def complete(raw: bytes) -> None:
+            try:
+                reply = wire.parse_reply(raw)
+            except MalformedPacket:
+                return
+            if not reply.truncated and not self.may_be_incomplete(reply, edns):
+                late(reply, raw)
+
+        return complete
 
     def probe_question(self, zone: str) -> Question:
         """What health probes ask: the root NS, which any resolver can answer (as CoreDNS

@@ -47,7 +47,7 @@ class FakeGroup:
         self.deadlines: list[float] = []
         self.gate: asyncio.Event | None = None
 
-    async def resolve(self, question: Question, deadline: float) -> Answer:
+    async def resolve(self, question: Question, deadline: float, late=None) -> Answer:
         self.asked.append(question)
         self.deadlines.append(deadline)
         if self.gate is not None:

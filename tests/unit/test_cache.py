@@ -3,8 +3,8 @@
 import dns.flags
 
 from consuldns.dns import wire
-from consuldns.serve.cache import Cache, CachePolicy, Entry, Kind, classify
 from consuldns.dns.template import render
+from consuldns.serve.cache import Cache, CachePolicy, Entry, Kind, classify
 from tests.unit.helpers import SOA_TEXT, reply_bytes
 
 

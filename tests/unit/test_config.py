@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from consuldns.ops import config
-from consuldns.ops import settings as known
 from consuldns.cli.main import app
 from consuldns.errors import ConfigError
+from consuldns.ops import config
+from consuldns.ops import settings as known
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "consuldns.toml"
 ZONE = '[[zones]]\nname = "corp.example"\nservers = ["10.0.0.53"]\n'
@@ -23,7 +23,7 @@ VALID = [
     ("empty-file-defaults", "", "server.listen", ("127.0.0.1:53",)),
     ("ipv6-listen", '[server]\nlisten = ["[::1]:5353", "127.0.0.1:5353"]', "server.listen",
      ("[::1]:5353", "127.0.0.1:5353")),
-    ("int-for-float", "[server]\ntimeout = 3", "server.timeout", 3.0),
+    ("int-for-float", "[upstream]\ntimeout = 3", "upstream.timeout", 3.0),
     ("rate-limit", "[server]\nrate_limit = 50\nrate_burst = 100", "server.rate_limit", 50.0),
     ("policy", '[upstream]\npolicy = "round_robin"', "upstream.policy", "round_robin"),
     ("upstream-port", '[upstream]\nservers = ["127.0.0.1:5300", "::1"]', "upstream.servers",
@@ -60,8 +60,11 @@ INVALID = [
     ("listen-empty", "[server]\nlisten = []", "server.listen: needs at least one address"),
     ("listen-twice", '[server]\nlisten = ["127.0.0.1:53", "127.0.0.1:53"]',
      "server.listen: lists the same address twice"),
-    ("timeout-string", '[server]\ntimeout = "2s"',
-     "server.timeout: expected a number, got a string ('2s')"),
+    ("timeout-string", '[consul]\ntimeout = "2s"',
+     "consul.timeout: expected a number, got a string ('2s')"),
+    ("timeout-moved", "[server]\ntimeout = 2.0",
+     "server.timeout: no longer exists; the deadline is now per route: set upstream.timeout"),
+    ("timeout-range", "[upstream]\ntimeout = 60", "upstream.timeout: must be between 0.1 and 30"),
     ("workers-bool", "[server]\nworkers = true",
      "server.workers: expected an integer, got a boolean"),
     ("workers-range", "[server]\nworkers = 0", "server.workers: must be between 1 and 64"),
@@ -143,11 +146,11 @@ def test_invalid_snippets(tmp_path, text, message):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    text = '[server]\nlisen = []\ntimeout = "x"\n[upstream]\npolicy = "fastest"\n'
+    text = '[server]\nlisen = []\n[consul]\ntimeout = "x"\n[upstream]\npolicy = "fastest"\n'
     with pytest.raises(ConfigError) as raised:
         load_text(tmp_path, text)
     lines = str(raised.value).splitlines()
-    assert [line.split(": ")[1] for line in lines] == ["server.lisen", "server.timeout",
+    assert [line.split(": ")[1] for line in lines] == ["server.lisen", "consul.timeout",
                                                       "upstream.policy"]
 
 

@@ -26,7 +26,8 @@ class ScriptedTransport:
         self.script = script
         self.calls: list[tuple[str, float]] = []
 
-    async def ask(self, server: Server, question: Question, timeout: float, now) -> Answer:
+    async def ask(self, server: Server, question: Question, timeout: float, now,
+                  late=None) -> Answer:
         self.calls.append((server.address, round(timeout, 3)))
         behaviour = self.script[server.address]
         if behaviour == "silent":
@@ -58,7 +59,7 @@ def test_each_server_gets_an_equal_share_of_what_remains_of_the_deadline():
 @pytest.mark.parametrize("rcode", [dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.FORMERR,
                                    dns.rcode.NOTIMP])
 def test_error_rcodes_fail_over_to_the_next_server(rcode):
-    group, transport, clock = group_of({"192.0.2.1:53": rcode, "192.0.2.2:53": GOOD})
+    group, _, clock = group_of({"192.0.2.1:53": rcode, "192.0.2.2:53": GOOD})
     assert run(group.resolve(QUESTION, clock() + 2.0)).server.address == "192.0.2.2:53"
 
 
@@ -70,7 +71,7 @@ def test_nxdomain_is_an_answer_not_a_failure():
 
 
 def test_every_server_silent_is_a_timeout_at_the_deadline():
-    group, transport, clock = group_of({"192.0.2.1:53": "silent", "192.0.2.2:53": "silent"})
+    group, _, clock = group_of({"192.0.2.1:53": "silent", "192.0.2.2:53": "silent"})
     start = clock()
     with pytest.raises(UpstreamTimeout):
         run(group.resolve(QUESTION, start + 2.0))

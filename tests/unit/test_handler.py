@@ -28,16 +28,18 @@ WWW_A = reply_bytes(WWW, "A", ["192.0.2.1"], ttl=300)
 class Setup:
     """A handler routing consul. to `agent` and everything else to `upstream`."""
 
-    def __init__(self, *, consul_policy=CachePolicy(), default_policy=CachePolicy(),
-                 reverse: bool = False, **options):
+    def __init__(self, *, consul_policy: CachePolicy | None = None,
+                 default_policy: CachePolicy | None = None, reverse: bool = False, **options):
+        consul_policy = consul_policy or CachePolicy()
+        default_policy = default_policy or CachePolicy()
         self.clock = Clock()
         self.agent = FakeGroup("consul", {WEB.lower(): WEB_A})
         self.upstream = FakeGroup("default", {WWW: WWW_A})
-        routes = [Route("consul.", self.agent, consul_policy, is_agent=True)]
+        routes = [Route("consul.", self.agent, consul_policy, is_agent=True, timeout=2.0)]
         if reverse:
             routes.append(Route("10.in-addr.arpa.", self.agent, consul_policy,
-                                fallback=self.upstream, is_agent=True))
-        router = Router(routes, Route(".", self.upstream, default_policy))
+                                fallback=self.upstream, is_agent=True, timeout=4.5))
+        router = Router(routes, Route(".", self.upstream, default_policy, timeout=4.5))
         self.handler = Handler(Cache(100, now=self.clock), Options(router, **options),
                                rng=random.Random(1), now=self.clock)
 
@@ -245,14 +247,16 @@ def test_an_internal_error_becomes_servfail():
 # ------------------------------------------------------------------ routes and deadlines
 
 
-def test_each_query_gets_one_deadline_of_server_timeout():
+def test_each_query_gets_one_deadline_its_route_sets():
     async def scenario():
-        setup = Setup(timeout=1.5)
+        setup = Setup()
         await setup.ask(WWW)
+        await setup.ask(WEB)
         return setup
 
     setup = run(scenario())
-    assert setup.upstream.deadlines == [setup.clock.time + 1.5]
+    assert setup.upstream.deadlines == [setup.clock.time + 4.5]
+    assert setup.agent.deadlines == [setup.clock.time + 2.0]
 
 
 def test_reverse_zones_fall_back_to_the_default_upstreams_on_nxdomain():

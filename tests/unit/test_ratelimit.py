@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from consuldns.serve.access import AccessList
-from consuldns.serve.access import RateLimitedAccess, client_policy
+from consuldns.serve.access import AccessList, RateLimitedAccess, client_policy
 from consuldns.serve.stats import Stats
 
 

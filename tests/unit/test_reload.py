@@ -27,7 +27,6 @@ ZONE = ZoneSettings(name="corp.example", servers=("192.0.2.7",))
 # One changed value per setting (dotted path); the base is `base_settings` below.
 CHANGES: dict[str, object] = {
     "server.listen": ("127.0.0.1:0", "127.0.0.2:0"),
-    "server.timeout": 3.0,
     "server.max_udp_size": 1400,
     "server.max_inflight": 10,
     "server.max_tcp_connections": 10,
@@ -36,6 +35,7 @@ CHANGES: dict[str, object] = {
     "server.rate_burst": 7,
     "server.chaos": True,
     "consul.address": "127.0.0.1:8601",
+    "consul.timeout": 1.0,
     "consul.domain": "discovery",
     "consul.alt_domain": "alt.example",
     "consul.transport": "tcp",
@@ -44,6 +44,7 @@ CHANGES: dict[str, object] = {
     "consul.reverse_zones": ("10.in-addr.arpa",),
     "upstream.servers": ("192.0.2.9",),
     "upstream.resolv_conf": "OTHER_RESOLV_CONF",
+    "upstream.timeout": 3.0,
     "upstream.policy": "random",
     "upstream.edns_size": 4096,
     "upstream.max_fails": 5,
@@ -119,7 +120,8 @@ def observe(server: app.Server) -> dict:
     return {
         "options": dataclasses.replace(options, router=None, query_log=None),
         "query_log": options.query_log is not None,
-        "routes": [(r.zone, r.is_agent, r.policy, r.group.signature(), r.group.max_fails,
+        "routes": [(r.zone, r.is_agent, r.policy, r.timeout, r.group.signature(),
+                    r.group.max_fails,
                     r.fallback.signature() if r.fallback else None)
                    for r in options.router.routes],
         "acl": [str(n) for n in acl.networks],

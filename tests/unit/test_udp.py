@@ -10,8 +10,8 @@ import dns.rcode
 from consuldns.serve.access import AccessList
 from consuldns.serve.udp import DATAGRAMS_PER_WAKEUP, UdpListener
 from tests.unit.fakes import FakeSocket, run
-from tests.unit.test_handler import WWW, Setup
 from tests.unit.helpers import query_bytes
+from tests.unit.test_handler import WWW, Setup
 
 CLIENT = ("127.0.0.1", 40000)
 OUTSIDER = ("203.0.113.9", 40000)
