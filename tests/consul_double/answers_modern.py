@@ -81,16 +81,23 @@ def _with_owner(record: Record, owner: str) -> Record:
     return record._replace(owner=owner) if record.owner is None else record
 
 
-def service_lookup(ctx: Ctx, lookup: Lookup, level: int, connect: bool = False) -> Outcome:
+def _candidates(snap: Snapshot, dc: str, lookup: Lookup, kind: str) -> list:
+    """Instances a service, connect or ingress lookup starts from, before health."""
+    if kind == "ingress":
+        return snap.ingress_instances(dc, lookup.name)
+    instances = snap.service_instances(dc, lookup.name, lookup.tag)
+    if kind == "connect":
+        return [i for i in instances if i.service.connect]
+    return instances
+
+
+def service_lookup(ctx: Ctx, lookup: Lookup, level: int, kind: str = "service") -> Outcome:
     if not ctx.rpc_ok:
         return SERVFAIL_OUTCOME
     dc = ctx.snap.datacenter(lookup.datacenter)
     if lookup.peer or not ctx.snap.knows_datacenter(dc):
         return NXDOMAIN_OUTCOME
-    instances = ctx.snap.service_instances(dc, lookup.name, lookup.tag)
-    if connect:
-        instances = [i for i in instances if i.service.connect]
-    instances = healthy(instances, ctx.snap.config.only_passing)
+    instances = healthy(_candidates(ctx.snap, dc, lookup, kind), ctx.snap.config.only_passing)
     if not instances:
         return NXDOMAIN_OUTCOME
     return service_answer(ctx, instances, dc, ctx.snap.service_ttl(lookup.name), level)
@@ -166,8 +173,8 @@ def dispatch(ctx: Ctx, lookup: Lookup, level: int = MAX_RECURSION) -> Outcome:
     kind = lookup.kind
     if kind == "service":
         return service_lookup(ctx, lookup, level)
-    if kind == "connect":
-        return service_lookup(ctx, replace(lookup, tag=""), level, connect=True)
+    if kind in ("connect", "ingress"):
+        return service_lookup(ctx, replace(lookup, tag=""), level, kind)
     if kind == "node":
         return node_lookup(ctx, lookup, level)
     if kind == "query":
@@ -176,9 +183,6 @@ def dispatch(ctx: Ctx, lookup: Lookup, level: int = MAX_RECURSION) -> Outcome:
         return addr_lookup(ctx, lookup)
     if kind == "virtual":
         return virtual_lookup(ctx, lookup)
-    if kind == "ingress" and not ctx.rpc_ok:
-        return SERVFAIL_OUTCOME
-    # Ingress gateways are not modelled: like a service without instances.
     return NXDOMAIN_OUTCOME
 
 

@@ -21,6 +21,7 @@ class Check:
     id: str
     status: str
     service_id: str = ""
+    output: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class Service:
     checks: tuple[Check, ...] = ()
     virtual_ip: str = ""
     connect: bool = False
+    meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    ingress_for: tuple[str, ...] = ()  # an ingress gateway for these services
+
+    @property
+    def kind(self) -> str:
+        """Consul's ServiceKind: the double models typical services and ingress gateways."""
+        return "ingress-gateway" if self.ingress_for else ""
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,10 @@ def _checks(items: Any, service_id: str, where: str) -> tuple[Check, ...]:
         spot = f"{where}.checks[{i}]"
         if not isinstance(item, Mapping):
             raise ConfigError(f"{spot}: expected an object")
-        _check_unknown(item, {"id", "status"}, spot)
+        _check_unknown(item, {"id", "status", "output"}, spot)
         check_id = str(item.get("id") or (f"service:{service_id}" if service_id else "serfHealth"))
         status = parse_status(item.get("status", "passing"), spot)
-        checks.append(Check(check_id, status, service_id))
+        checks.append(Check(check_id, status, service_id, str(item.get("output", ""))))
     return tuple(checks)
 
 
@@ -100,18 +108,27 @@ def node_from_dict(data: Mapping[str, Any], default_dc: str) -> Node:
     """A Node from its JSON form; every node carries consul-network-segment meta, as agents do."""
     where = f"node {data.get('name', '?')!r}"
     _check_unknown(data, {"name", "address", "ipv6", "datacenter", "meta", "checks"}, where)
-    meta = data.get("meta", {})
-    if not isinstance(meta, Mapping):
-        raise ConfigError(f"{where}.meta: expected an object")
+    meta = _meta(data.get("meta", {}), where)
     return Node(
         name=str(_require(data, "name", where)),
         address=str(_require(data, "address", where)),
         datacenter=str(data.get("datacenter", default_dc)).lower(),
         ipv6=str(data.get("ipv6", "")),
-        meta=MappingProxyType({"consul-network-segment": "",
-                               **{str(k): str(v) for k, v in meta.items()}}),
+        meta=MappingProxyType({"consul-network-segment": "", **meta}),
         checks=_checks(data.get("checks", []), "", where),
     )
+
+
+def _meta(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}.meta: expected an object")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list")
+    return tuple(str(v) for v in value)
 
 
 def _weights(value: Any, where: str) -> tuple[int, int]:
@@ -124,24 +141,23 @@ def service_from_dict(data: Mapping[str, Any]) -> Service:
     """A Service from its JSON form; id defaults to the name, as in the agent API."""
     where = f"service {data.get('id', data.get('name', '?'))!r}"
     allowed = {"id", "name", "node", "port", "tags", "address", "weights", "checks",
-               "virtual_ip", "connect"}
+               "virtual_ip", "connect", "meta", "ingress_for"}
     _check_unknown(data, allowed, where)
     name = str(_require(data, "name", where))
     service_id = str(data.get("id") or name)
-    tags = data.get("tags", [])
-    if not isinstance(tags, list):
-        raise ConfigError(f"{where}.tags: expected a list")
     return Service(
         id=service_id,
         name=name,
         node=str(_require(data, "node", where)),
         port=int(data.get("port", 0)),
-        tags=tuple(str(t) for t in tags),
+        tags=_names(data.get("tags", []), f"{where}.tags"),
         address=str(data.get("address", "")),
         weights=_weights(data.get("weights", {}), where),
         checks=_checks(data.get("checks", []), service_id, where),
         virtual_ip=str(data.get("virtual_ip", "")),
         connect=bool(data.get("connect", False)),
+        meta=MappingProxyType(_meta(data.get("meta", {}), where)),
+        ingress_for=_names(data.get("ingress_for", []), f"{where}.ingress_for"),
     )
 
 
@@ -156,24 +172,27 @@ def catalog_from_dict(data: Mapping[str, Any], default_dc: str) -> Catalog:
 
 
 def _check_to_dict(check: Check) -> dict[str, str]:
-    return {"id": check.id, "status": check.status}
+    return {"id": check.id, "status": check.status, "output": check.output}
+
+
+def node_to_dict(n: Node) -> dict[str, Any]:
+    """The JSON form accepted by node_from_dict."""
+    return {"name": n.name, "address": n.address, "ipv6": n.ipv6, "datacenter": n.datacenter,
+            "meta": dict(n.meta), "checks": [_check_to_dict(c) for c in n.checks]}
+
+
+def service_to_dict(s: Service) -> dict[str, Any]:
+    """The JSON form accepted by service_from_dict."""
+    return {"id": s.id, "name": s.name, "node": s.node, "port": s.port, "tags": list(s.tags),
+            "address": s.address, "weights": {"passing": s.weights[0], "warning": s.weights[1]},
+            "checks": [_check_to_dict(c) for c in s.checks], "virtual_ip": s.virtual_ip,
+            "connect": s.connect, "meta": dict(s.meta), "ingress_for": list(s.ingress_for)}
 
 
 def catalog_to_dict(catalog: Catalog) -> dict[str, Any]:
     """The JSON form accepted by catalog_from_dict."""
-    nodes = [
-        {"name": n.name, "address": n.address, "ipv6": n.ipv6, "datacenter": n.datacenter,
-         "meta": dict(n.meta), "checks": [_check_to_dict(c) for c in n.checks]}
-        for n in catalog.nodes
-    ]
-    services = [
-        {"id": s.id, "name": s.name, "node": s.node, "port": s.port, "tags": list(s.tags),
-         "address": s.address, "weights": {"passing": s.weights[0], "warning": s.weights[1]},
-         "checks": [_check_to_dict(c) for c in s.checks], "virtual_ip": s.virtual_ip,
-         "connect": s.connect}
-        for s in catalog.services
-    ]
-    return {"nodes": nodes, "services": services}
+    return {"nodes": [node_to_dict(n) for n in catalog.nodes],
+            "services": [service_to_dict(s) for s in catalog.services]}
 
 
 def with_node(catalog: Catalog, node: Node) -> Catalog:
@@ -224,22 +243,37 @@ def _set_in(checks: Iterable[Check], check: Check) -> tuple[Check, ...]:
     return tuple(c for c in checks if c.id != check.id) + (check,)
 
 
-def with_node_check(catalog: Catalog, node: str, check_id: str, status: str) -> Catalog:
-    """Add or update a node-level check."""
+def find_node(catalog: Catalog, node: str) -> Node:
     found = catalog.node(node)
     if found is None:
         raise ConfigError(f"no node named {node!r}")
-    updated = replace(found, checks=_set_in(found.checks, Check(check_id, status)))
+    return found
+
+
+def find_check(catalog: Catalog, check_id: str, service_id: str | None,
+               node: str | None) -> Check | None:
+    """The current check (service check with service_id, else a node check), or None."""
+    if service_id:
+        owner_checks = find_services(catalog, service_id, node)[0].checks
+    else:
+        owner_checks = find_node(catalog, node or "").checks
+    return next((c for c in owner_checks if c.id == check_id), None)
+
+
+def with_node_check(catalog: Catalog, node: str, check_id: str, status: str,
+                    output: str = "") -> Catalog:
+    """Add or update a node-level check."""
+    found = find_node(catalog, node)
+    updated = replace(found, checks=_set_in(found.checks, Check(check_id, status, "", output)))
     return with_node(catalog, updated)
 
 
-def with_service_check(
-    catalog: Catalog, service_id: str, node: str | None, check_id: str, status: str
-) -> Catalog:
+def with_service_check(catalog: Catalog, service_id: str, node: str | None, check_id: str,
+                       status: str, output: str = "") -> Catalog:
     """Add or update a check that belongs to one service instance."""
     found = find_services(catalog, service_id, node)[0]
-    updated = replace(found, checks=_set_in(found.checks, Check(check_id, status, found.id)))
-    return with_service(catalog, updated)
+    check = Check(check_id, status, found.id, output)
+    return with_service(catalog, replace(found, checks=_set_in(found.checks, check)))
 
 
 def set_maintenance(catalog: Catalog, node: str, service_id: str | None, enable: bool) -> Catalog:

@@ -20,14 +20,18 @@ OPERATIONS: dict[str, Operation] = {
     "deregister_node": lambda s, a: s.deregister_node(a["name"]),
     "register_service": lambda s, a: s.register_service(a["service"]),
     "deregister_service": lambda s, a: s.deregister_service(a["service_id"], a.get("node")),
+    "update_node": lambda s, a: s.update_node(a["name"], a["fields"]),
+    "update_service": lambda s, a: s.update_service(a["service_id"], a.get("node"), a["fields"]),
     "set_check": lambda s, a: s.set_check(a["status"], a.get("check_id"), a.get("service_id"),
-                                          a.get("node")),
+                                          a.get("node"), a.get("output")),
     "set_maintenance": lambda s, a: s.set_maintenance(a.get("enable", True), a.get("node"),
                                                       a.get("service_id")),
     "set_config": lambda s, a: s.set_config(a["changes"]),
     "set_fault": lambda s, a: s.set_fault(a["kind"], float(a.get("delay", 0.0))),
     "clear_faults": lambda s, a: s.clear_faults(),
     "reset_counters": lambda s, a: s.reset_counters(),
+    "set_http_config": lambda s, a: s.set_http_config(a["changes"]),
+    "restore_snapshot": lambda s, a: s.restore_snapshot(a.get("index", 1)),
 }
 
 READS: dict[str, Callable[[DoubleState], Any]] = {
@@ -35,6 +39,8 @@ READS: dict[str, Callable[[DoubleState], Any]] = {
     "/catalog": lambda s: s.catalog_dict(),
     "/counters": lambda s: s.counters(),
     "/faults": lambda s: s.faults_dict(),
+    "/http_config": lambda s: s.http_config_dict(),
+    "/http_counters": lambda s: s.http_stats.to_dict(),
 }
 
 

@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 
 from . import answers_legacy, answers_modern
+from .faults import Faults
 from .names import ARPA, ROOT, route
 from .plan import FORMERR, NOTIMP, REFUSED, SERVFAIL, Plan
 from .shaping import render, reply_flags
 from .snapshot import Snapshot
-from .state import DoubleState, Faults
+from .state import DoubleState
 from .wire import (
     FLAG_AD,
     FLAG_CD,
@@ -111,7 +112,7 @@ class Handler:
             return None
         if faults.close_tcp and transport == "tcp":
             return CLOSE
-        snap = state.snapshot
+        snap = state.dns_snapshot()
         rejected = _modern_reject(header, query) if snap.modern else _legacy_reject(header, query)
         if rejected is not False:
             return rejected

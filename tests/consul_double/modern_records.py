@@ -90,8 +90,8 @@ def node_records(ctx: Ctx, node: Node, qtype: int, owner: str | None, ttl: int,
         record = _address(qtype, ip, owner, ttl)
         return [record] if record else []
     if not addr:
-        # Reading the code suggests a CNAME to the IPv4 literal here; consul-dns.md says
-        # NOERROR with no records, which is what the double does.
+        # Read literally, agent/dns.go gives a CNAME to the IPv4 literal here; the double
+        # answers NOERROR with no records, the documented answer for a missing type.
         return []
     target = _fqdn(node.address)
     return [cname_record(owner, target, ttl)] + ctx.resolve_cname(ctx, target, level)

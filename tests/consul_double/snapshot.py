@@ -39,6 +39,7 @@ class Snapshot:
         node_dcs = {n.datacenter for n in self.catalog.nodes}
         self.datacenters = self.config.known_datacenters() | node_dcs
         self.instances = self._index_instances()
+        self.gateways = self._index_gateways()
         self.zones = self._zones()
 
     @property
@@ -53,6 +54,15 @@ class Snapshot:
             if node is not None:
                 key = (node.datacenter, service.name.lower())
                 index.setdefault(key, []).append(Instance(node, service))
+        return index
+
+    def _index_gateways(self) -> dict[tuple[str, str], list[Instance]]:
+        """Ingress gateway instances by (dc, lowercased name of a service they expose)."""
+        index: dict[tuple[str, str], list[Instance]] = {}
+        for (dc, _), instances in self.instances.items():
+            for instance in instances:
+                for exposed in instance.service.ingress_for:
+                    index.setdefault((dc, exposed.lower()), []).append(instance)
         return index
 
     def _zones(self) -> frozenset[str]:
@@ -74,6 +84,10 @@ class Snapshot:
             return list(found)
         tag = tag.lower()
         return [i for i in found if any(t.lower() == tag for t in i.service.tags)]
+
+    def ingress_instances(self, dc: str, name: str) -> list[Instance]:
+        """Ingress gateways exposing a service, before health."""
+        return list(self.gateways.get((dc, name.lower()), []))
 
     def node(self, dc: str, name: str) -> Node | None:
         return self.nodes.get((dc, name.lower()))

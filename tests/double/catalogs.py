@@ -61,3 +61,14 @@ def base() -> dict:
         },
     }
     return {"config": config, "nodes": nodes, "services": services}
+
+
+def mesh() -> dict:
+    """base() plus a Connect-native instance of web and an ingress gateway exposing web."""
+    catalog = base()
+    catalog["services"] += [
+        _svc("web-native", "web", "node2", 8443, connect=True, meta={"version": "2"}),
+        _svc("gw-1", "gateway", "node3", 21000, ingress_for=["web"],
+             checks=[{"id": "gw-alive", "status": "passing", "output": "ok"}]),
+    ]
+    return catalog

@@ -6,6 +6,7 @@ import pytest
 
 from tests.consul_double import DoubleControlError
 from tests.double.dnsclient import ask, ask_wire, rcode, rdatas
+from tests.double.httpclient import get
 
 
 def test_counters_per_name_type_and_transport(make_double):
@@ -63,14 +64,50 @@ def test_set_catalog_replaces_everything(make_double):
     lambda c: c.set_config(node_ttl="soon"),
     lambda c: c.set_fault("earthquake"),
     lambda c: c.register_node("x", "10.0.0.1", colour="blue"),
+    lambda c: c.update_service("web-1", id="web-9"),
+    lambda c: c.update_service("no-such-id", port=1),
+    lambda c: c.update_service("web-1", tags="v1"),
+    lambda c: c.update_node("node1", name="node9"),
+    lambda c: c.set_http_config(no_such_key=1),
+    lambda c: c.set_http_config(max_conns_per_client=-1),
+    lambda c: c.set_http_config(acl_tokens=["web"]),
+    lambda c: c.restore_snapshot(index=0),
+    lambda c: c.set_fault("dns_lag", delay=-1),
 ])
 def test_bad_control_requests_are_refused_and_change_nothing(make_double, call):
     double = make_double()
-    before = double.control.catalog()
+    before = double.control.catalog(), double.control.http_config()
     with pytest.raises(DoubleControlError):
         call(double.control)
-    assert double.control.catalog() == before
+    assert (double.control.catalog(), double.control.http_config()) == before
 
 
 def test_health_endpoint(make_double):
     assert make_double("0.6.4").control.health() == {"ok": True, "profile": "0.6.4"}
+
+
+def test_edits_and_http_settings_round_trip(make_double):
+    double = make_double()
+    control = double.control
+    control.update_service("web-1", tags=["v9"], meta={"k": "v"})
+    control.set_check("warning", service_id="web-1", output="slow")
+    control.update_node("node2", meta={"rack": "r2"})
+    control.set_http_config(max_conns_per_client=5, check_update_interval="2s",
+                            acl_tokens={"t": ["web"]}, acl_default_token="t")
+    state = control.catalog()
+    web1 = next(s for s in state["services"] if s["id"] == "web-1")
+    assert (web1["tags"], web1["meta"]) == (["v9"], {"k": "v"})
+    assert web1["checks"] == [{"id": "service:web-1", "status": "warning", "output": "slow"}]
+    assert next(n for n in state["nodes"] if n["name"] == "node2")["meta"]["rack"] == "r2"
+    settings = control.http_config()
+    assert (settings["max_conns_per_client"], settings["check_update_interval"]) == (5, "2s")
+    assert (settings["acl_tokens"], settings["acl_default_token"]) == ({"t": ["web"]}, "t")
+
+
+def test_reset_counters_also_resets_http_counters(make_double):
+    double = make_double()
+    get(double, "/v1/status/leader")
+    assert double.control.http_counters().count("status_leader") == 1
+    double.control.reset_counters()
+    counters = double.control.http_counters()
+    assert counters.count() == 0 and counters.max_connections_total == 0

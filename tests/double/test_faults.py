@@ -87,6 +87,7 @@ def test_faults_are_listed_and_cleared(make_double):
     double.control.set_fault("latency", delay=0.1)
     double.control.set_fault("close_tcp")
     assert double.control.faults() == {"latency": 0.1, "drop": False, "servfail": None,
-                                       "close_tcp": True}
+                                       "close_tcp": True, "no_leader": None,
+                                       "http_down": False, "dns_lag": 0.0}
     double.control.clear_faults()
     assert double.control.faults()["latency"] == 0.0
