@@ -210,10 +210,10 @@ def test_all_upstreams_down_gives_servfail_within_the_deadline(consuldns_server,
     try:
         server = consuldns_server(upstreams=silent)
         started = time.monotonic()
-        reply = ask(server, "nobody-answers.test", timeout=5)
+        reply = ask(server, "nobody-answers.test", timeout=8)
         elapsed = time.monotonic() - started
         assert reply.rcode() == dns.rcode.SERVFAIL
-        assert 1.5 < elapsed < 2.6  # the 2 s deadline, shared by both servers
+        assert 4.3 < elapsed < 5.1  # upstream.timeout's 4.5 s, shared by both servers
         assert {r.port for r in silent[0].received} and silent[1].received  # both were tried
     finally:
         for fake in silent:
