@@ -47,7 +47,7 @@ def metric(server, name: str) -> float:
     with urllib.request.urlopen(server.admin_url + "/metrics", timeout=3) as response:
         text = response.read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+               if line.startswith((name + " ", name + "{")))
 
 
 class Victim(threading.Thread):

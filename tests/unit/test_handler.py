@@ -16,6 +16,7 @@ from consuldns.errors import UpstreamError, UpstreamTimeout
 from consuldns.serve.cache import Cache, CachePolicy
 from consuldns.serve.handler import Handler, Options
 from consuldns.serve.router import Route, Router
+from consuldns.upstream.transport import Question
 from tests.unit.fakes import Clock, FakeGroup, run
 from tests.unit.helpers import SOA_TEXT, query_bytes, reply_bytes
 
@@ -43,15 +44,15 @@ class Setup:
         self.handler = Handler(Cache(100, now=self.clock), Options(router, **options),
                                rng=random.Random(1), now=self.clock)
 
-    async def ask(self, name: str, rdtype: str = "A", *, tcp: bool = False,
-                  qid: int = 1) -> dns.message.Message | None:
+    async def ask(self, name: str, rdtype: str = "A", *, tcp: bool = False, qid: int = 1,
+                  client: tuple[str, int] = ("127.0.0.1", 5000)) -> dns.message.Message | None:
         """One query through answer_now, and resolve when it needs upstream."""
         data = query_bytes(name, rdtype, qid=qid)
         result = self.handler.answer_now(data, tcp)
         if result.__class__ is bytes:
             return dns.message.from_wire(result) if result else None
         answered = asyncio.get_running_loop().create_future()
-        self.handler.resolve(data, result, tcp, ("127.0.0.1", 5000), answered.set_result)
+        self.handler.resolve(data, result, tcp, client, answered.set_result)
         raw = await answered
         return dns.message.from_wire(raw) if raw else None
 
@@ -159,6 +160,61 @@ def test_over_max_inflight_exchanges_a_new_miss_gets_servfail_at_once():
     assert refused.rcode() == dns.rcode.SERVFAIL and held.rcode() == dns.rcode.NOERROR
     assert setup.handler.stats.overload == 1
     assert setup.upstream.names_asked() == [WWW]
+
+
+def test_one_client_network_holds_at_most_three_quarters_of_the_exchanges():
+    async def scenario():
+        setup = Setup(max_inflight=4)
+        setup.upstream.gate = asyncio.Event()
+        names = [f"n{i}.example.test." for i in range(4)]
+        for name in names:
+            setup.upstream.replies[name] = reply_bytes(name, "A", ["192.0.2.1"])
+        flood = [asyncio.ensure_future(setup.ask(name, client=("10.0.0.9", 53000)))
+                 for name in names]
+        await asyncio.sleep(0)
+        same_network = flood[3].done() and flood[3].result().rcode()
+        other = asyncio.ensure_future(setup.ask(WWW, client=("10.0.1.9", 53000)))
+        await asyncio.sleep(0)
+        setup.upstream.gate.set()
+        return same_network, await other, setup
+
+    same_network, other, setup = run(scenario())
+    assert same_network == dns.rcode.SERVFAIL  # the 4th of 10.0.0.0/24: over its share
+    assert other.rcode() == dns.rcode.NOERROR  # 10.0.1.0/24 still gets the 4th exchange
+    assert len(setup.upstream.asked) == 4
+
+
+def test_turned_away_queries_get_their_stale_answer_when_there_is_one():
+    async def scenario():
+        setup = Setup(max_inflight=1)
+        await setup.ask(WEB)  # TTL 0: expired at once, servable stale
+        setup.upstream.gate = asyncio.Event()
+        held = asyncio.ensure_future(setup.ask(WWW))
+        await asyncio.sleep(0)
+        stale = await setup.ask(WEB)
+        setup.upstream.gate.set()
+        await held
+        return stale
+
+    stale = run(scenario())
+    assert addresses(stale) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"} and set(ttls(stale)) == {30}
+
+
+def test_a_late_answer_is_cached_for_the_retry_unless_a_fresh_one_is():
+    async def scenario():
+        setup = Setup()
+        route = setup.handler.options.router.route(wire.text_to_name(WWW))
+        query = wire.parse_query(query_bytes(WWW))
+        late = await setup.upstream.resolve(Question(query.qname, wire.A), 0)
+        setup.handler.fetcher._late(query, route, late)
+        cached = setup.answered_at_once(WWW)
+        setup.upstream.replies[WWW] = reply_bytes(WWW, "A", ["192.0.2.99"], ttl=300)
+        newer = await setup.upstream.resolve(Question(query.qname, wire.A), 0)
+        setup.handler.fetcher._late(query, route, newer)
+        return cached, await setup.ask(WWW), setup.handler.stats.late_answers
+
+    cached, reply, late_answers = run(scenario())
+    assert cached and addresses(reply) == {"192.0.2.1"} and late_answers == 1
 
 
 # ------------------------------------------------------------------ failures and stale
