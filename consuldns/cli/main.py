@@ -53,6 +53,10 @@ def serve(
         help="HOST:PORT to serve UDP and TCP on; repeatable; IPv6 as [::1]:53.")] = None,
     consul: Annotated[str | None, typer.Option(
         help="The Consul agent's DNS address (default 127.0.0.1:8600).")] = None,
+    consul_http: Annotated[str | None, typer.Option(
+        "--consul-http", help="The agent's HTTP API, watched to keep .consul answers cached "
+        "until Consul changes: HOST:PORT, http(s)://HOST:PORT, unix:///PATH or 'off' "
+        "(default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500).")] = None,
     upstream: Annotated[list[str] | None, typer.Option(
         help="Upstream resolver HOST[:PORT] for other names; repeatable "
              "(default: nameservers of /etc/resolv.conf).")] = None,
@@ -73,7 +77,8 @@ def serve(
     from consuldns.ops import app as app_module
     from consuldns.ops.config import ConfigSource
 
-    flags = {"listen": listen, "consul": consul, "upstream": upstream, "domain": domain,
+    flags = {"listen": listen, "consul": consul, "consul_http": consul_http,
+             "upstream": upstream, "domain": domain,
              "workers": workers, "admin": admin, "user": user, "log_queries": log_queries,
              "log_level": log_level}
     source = ConfigSource(_config_path(config), {k: v for k, v in flags.items() if v is not None})

@@ -125,7 +125,8 @@ class AdminServer:
         route = self.runtime.router.route(wire.text_to_name(self.runtime.settings.consul.domain))
         ready, detail = await agent_ready(route.group, route.zone)
         return Response.text(200 if ready else 503, f"{'ready' if ready else 'not ready'}: "
-                                                     f"{detail}\n")
+                                                     f"{detail}; "
+                                                     f"{self.runtime.watcher.status()}\n")
 
     async def _cache(self, params: dict) -> Response:
         try:

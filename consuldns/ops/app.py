@@ -16,6 +16,7 @@ import signal
 
 from consuldns import __version__, address
 from consuldns.consul.ready import agent_ready
+from consuldns.consul.watch import Watcher, WatchSettings
 from consuldns.dns import wire
 from consuldns.ops import build, logs
 from consuldns.ops.admin import AdminServer
@@ -53,10 +54,20 @@ class Runtime:
         self.listeners = Listeners(self.handler, wired.access, wired.limits, self.stats)
         self.health = HealthChecker(lambda: self.handler.options.router.groups(),
                                     wired.health_interval)
+        self.watcher = self.handler.watcher = Watcher(wired.watch, self.handler)
 
     @property
     def router(self):
         return self.handler.options.router
+
+    def use_watch(self, settings: WatchSettings) -> None:
+        """Watch with new settings (a reload): the old watches stop, new ones start."""
+        if settings == self.watcher.settings:
+            return
+        old, self.watcher = self.watcher, Watcher(settings, self.handler)
+        self.handler.watcher = self.watcher
+        asyncio.get_running_loop().create_task(old.stop())
+        self.watcher.start()
 
 
 def tune_garbage_collector() -> None:
@@ -112,12 +123,14 @@ class Server:
         self.runtime.health.start()
         await self._check_agent()  # before answering anyone: the agent sees it first
         await self.runtime.listeners.start(bound)
+        self.runtime.watcher.start()
         log.info("consuldns %s ready (pid %d), configuration from %s; routes: %s", __version__,
                  os.getpid(), self.reloader.source.path or "built-in defaults and flags",
                  build.describe_routes(self.runtime.router))
         await stop.wait()
         log.info("stopping: draining in-flight queries")
         self.runtime.health.stop()
+        await self.runtime.watcher.stop()
         await self.admin.stop()
         await self.runtime.listeners.stop(DRAIN_TIMEOUT)
         log.info("stopped")

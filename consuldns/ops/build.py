@@ -9,12 +9,17 @@ anywhere else would not (tests/unit/test_build.py holds every setting to that).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from consuldns import address
+from consuldns.consul.http import endpoint
 from consuldns.consul.transport import AgentTransport
+from consuldns.consul.watch import WatchSettings
+from consuldns.dns import wire
+from consuldns.errors import ConfigError
 from consuldns.ops import logs
 from consuldns.ops.config import resolv_conf_servers
 from consuldns.ops.querylog import QueryLog
@@ -39,6 +44,7 @@ class Wiring:
     limits: Limits
     health_interval: float
     log: LogSettings
+    watch: WatchSettings
 
     @property
     def router(self) -> Router:
@@ -56,7 +62,8 @@ def wiring(settings: Settings, stats: Stats) -> Wiring:
     access = client_policy(settings.acl.allow, server.rate_limit, server.rate_burst, stats)
     limits = Limits(max_tcp_connections=server.max_tcp_connections,
                     tcp_idle_timeout=server.tcp_idle_timeout)
-    return Wiring(options, access, limits, settings.upstream.health_interval, settings.log)
+    return Wiring(options, access, limits, settings.upstream.health_interval, settings.log,
+                  watch_settings(settings, options.router))
 
 
 def apply(runtime: Any, wired: Wiring) -> None:
@@ -65,6 +72,23 @@ def apply(runtime: Any, wired: Wiring) -> None:
     runtime.listeners.configure(wired.access, wired.limits)
     runtime.health.interval = wired.health_interval
     logs.configure(wired.log)
+    runtime.use_watch(wired.watch)
+
+
+def watch_settings(settings: Settings, router: Router) -> WatchSettings:
+    """The watch of the agent's HTTP API; ConfigError when its address or token is wrong."""
+    consul = settings.consul
+    try:
+        point = None if consul.watch == "off" else endpoint(
+            consul.http, consul.token_file, dataclasses.asdict(consul.tls))
+    except ValueError as exc:
+        raise ConfigError(f"{settings.source}: consul.http (or CONSUL_HTTP_ADDR, "
+                          f"CONSUL_HTTP_TOKEN_FILE): {exc}") from None
+    domains = tuple(wire.text_to_name(name).lower()
+                    for name in (consul.domain, consul.alt_domain) if name)
+    zones = tuple(route.zone for route in router.routes if route.is_agent)
+    return WatchSettings(point, domains, consul.max_watches, settings.cache.consul.watch_ttl,
+                         zones)
 
 
 def build_router(settings: Settings) -> Router:

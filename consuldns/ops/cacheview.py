@@ -42,6 +42,8 @@ def lookup(handler: Handler, qname: bytes, qtype: int, do: bool = False) -> dict
         "policy": route.group.policy,
     }
     document.update(_entry_state(handler, wire.question_key(qname, qtype, do)))
+    if route.is_agent:
+        document["watch"] = handler.watcher.describe(qname)
     return document
 
 

@@ -121,7 +121,8 @@ def _did_you_mean(key: str, known: set[str]) -> str:
 
 
 def with_overrides(settings: Settings, *, listen: list[str] | None = None,
-                   consul: str | None = None, upstream: list[str] | None = None,
+                   consul: str | None = None, consul_http: str | None = None,
+                   upstream: list[str] | None = None,
                    domain: str | None = None, workers: int | None = None,
                    admin: str | None = None, user: str | None = None,
                    log_queries: bool | None = None, log_level: str | None = None) -> Settings:
@@ -138,6 +139,8 @@ def with_overrides(settings: Settings, *, listen: list[str] | None = None,
         agent = dataclasses.replace(agent, address=consul)
     if domain is not None:
         agent = dataclasses.replace(agent, domain=domain)
+    if consul_http is not None:
+        agent = dataclasses.replace(agent, http=consul_http)
     up = settings.upstream
     if upstream:
         up = dataclasses.replace(up, servers=tuple(upstream))

@@ -44,7 +44,34 @@ class StatsCollector:
         yield from self._queries()
         yield from self._cache()
         yield from self._upstreams()
+        yield from self._watch()
         yield from self._process()
+
+    def _watch(self) -> Iterator[Metric]:
+        stats, watcher = self.runtime.stats, self.runtime.watcher
+        yield _gauge("consuldns_consul_watches", "Consul services watched through the agent's "
+                     "HTTP API (blocking queries held).", watcher.watching())
+        yield _gauge("consuldns_consul_servers_lost", "1 while the agent says it has no "
+                     "servers (its DNS can only fail: cached answers are served stale).",
+                     1 if watcher.servers.lost else 0)
+        yield _counter("consuldns_consul_watch_wakeups", "Blocking queries that returned.",
+                       stats.watch_wakeups)
+        yield _counter("consuldns_consul_watch_changes", "Wakeups with a change DNS answers "
+                       "can show (addresses, ports, tags, weights, health class).",
+                       stats.watch_changes)
+        yield _counter("consuldns_consul_watch_invalidations", "Cached answers dropped because "
+                       "their service changed.", stats.watch_invalidations)
+        yield _counter("consuldns_consul_watch_resets", "Watches whose index went backwards "
+                       "(snapshot restore, another server's view): started again from 0.",
+                       stats.watch_resets)
+        yield _counter("consuldns_consul_watch_fallbacks", "Times a watch stopped vouching for "
+                       "its answers (an error, a rate-limited wait, idle): they follow their "
+                       "TTL again.", stats.watch_fallbacks)
+        errors = _counter("consuldns_consul_http_errors", "Failed requests to the agent's HTTP "
+                          "API, by status (none: no answer).", labels=("status",))
+        for status, count in sorted(stats.watch_http_errors.items()):
+            errors.add_metric([status], count)
+        yield errors
 
     def _queries(self) -> Iterator[Metric]:
         stats = self.runtime.stats

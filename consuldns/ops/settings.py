@@ -15,6 +15,7 @@ POLICIES = ("sequential", "random", "round_robin")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 ADMIN_OFF = ("", "off")
+WATCH_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class ConsulTlsSettings:
+    """TLS to the agent's HTTPS API; "" means the CONSUL_* environment variable, if set."""
+
+    ca_file: str = ""
+    ca_path: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+    verify: bool = True
+
+
+@dataclass(frozen=True)
 class ConsulSettings:
     address: str = "127.0.0.1:8600"
     timeout: float = 2.0
@@ -41,6 +54,11 @@ class ConsulSettings:
     udp_answer_limit: int = 3
     edns_size: int = 4096
     reverse_zones: tuple[str, ...] = ()
+    http: str = ""  # "": $CONSUL_HTTP_ADDR, else 127.0.0.1:8500; "off" turns watching off
+    watch: str = "auto"
+    token_file: str = ""
+    max_watches: int = 32
+    tls: ConsulTlsSettings = ConsulTlsSettings()
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ Each section has its own small checker; every problem becomes one line
 from __future__ import annotations
 
 import ipaddress
+import os
 import pwd
+import ssl
 from collections.abc import Callable
 
 from consuldns import address
+from consuldns.consul.http import endpoint
 from consuldns.consul.transport import MODES as AGENT_TRANSPORTS
 from consuldns.ops import settings as known
 from consuldns.ops.settings import Settings, ZoneCacheSettings
@@ -26,8 +29,8 @@ def problems_of(settings: Settings) -> list[str]:
     def report(key: str, message: str) -> None:
         problems.append(f"{settings.source}: {key}: {message}")
 
-    for checker in (_check_server, _check_consul, _check_upstream, _check_zones, _check_cache,
-                    _check_acl, _check_log, _check_admin):
+    for checker in (_check_server, _check_consul, _check_watch, _check_upstream, _check_zones,
+                    _check_cache, _check_acl, _check_log, _check_admin):
         checker(settings, report)
     return problems
 
@@ -110,6 +113,42 @@ def _check_consul(settings: Settings, report: Report) -> None:
                    "'10.in-addr.arpa'")
 
 
+def _check_watch(settings: Settings, report: Report) -> None:
+    consul = settings.consul
+    if consul.watch not in known.WATCH_MODES:
+        report("consul.watch", f"must be one of {', '.join(known.WATCH_MODES)}")
+    if consul.http not in ("", "off"):
+        try:
+            endpoint(consul.http, "", {}, environ={})
+        except ValueError as exc:
+            report("consul.http", f"{exc}; write HOST:PORT, http(s)://HOST:PORT, "
+                   "unix:///PATH or \"off\"")
+    if not 1 <= consul.max_watches <= 150:
+        report("consul.max_watches", "must be between 1 and 150 (each watch holds one of the "
+               "agent's 200 HTTP connections per client address, shared with other tools)")
+    for key, path in (("consul.token_file", consul.token_file),
+                      ("consul.tls.ca_file", consul.tls.ca_file),
+                      ("consul.tls.cert_file", consul.tls.cert_file),
+                      ("consul.tls.key_file", consul.tls.key_file)):
+        if path and not os.access(path, os.R_OK):
+            report(key, f"cannot read {path!r}: give its path, readable by consuldns")
+    _check_tls(consul.tls, report)
+
+
+def _check_tls(tls, report: Report) -> None:
+    """The CA and client certificate files load as TLS would load them."""
+    if tls.key_file and not tls.cert_file:
+        report("consul.tls.key_file", "goes with cert_file (the client certificate)")
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file or None)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file or None)
+    except (ssl.SSLError, OSError) as exc:
+        report("consul.tls", f"the certificate files do not load ({exc}); give PEM files: "
+               "ca_file the CA, cert_file the client certificate (with its key, or the key "
+               "in key_file)")
+
+
 def _check_upstream(settings: Settings, report: Report) -> None:
     upstream = settings.upstream
     for i, text in enumerate(upstream.servers):
@@ -186,8 +225,11 @@ def _check_cache(settings: Settings, report: Report) -> None:
 
 
 def _check_zone_cache(key: str, zone_cache: ZoneCacheSettings, report: Report) -> None:
+    if key != "cache.consul" and zone_cache.watch_ttl != ZoneCacheSettings().watch_ttl:
+        report(f"{key}.watch_ttl", "only answers of the Consul agent are watched: set it in "
+               "[cache.consul]")
     for name in ("min_ttl", "max_ttl", "neg_min_ttl", "neg_max_ttl", "servfail_ttl",
-                 "stale_window", "stale_ttl"):
+                 "stale_window", "stale_ttl", "watch_ttl"):
         if getattr(zone_cache, name) < 0:
             report(f"{key}.{name}", "must not be negative")
     if zone_cache.min_ttl > zone_cache.max_ttl:

@@ -43,6 +43,7 @@ class CachePolicy:
     max_ttl: int = 86400
     neg_min_ttl: int = 0
     neg_max_ttl: int = 3600
+    watch_ttl: int = 300  # how long a watched answer may be kept ([cache.consul] only)
     servfail_ttl: int = 2
     stale_window: int = 3600
     stale_ttl: int = 30
@@ -106,9 +107,11 @@ class Entry:
         "failed_until",
         "hits",
         "kind",
+        "natural_expires",
         "refreshing",
         "stale_ttl",
         "stale_until",
+        "stale_window",
         "stored",
         "template",
         "zone",
@@ -119,7 +122,8 @@ class Entry:
         self.template = template
         self.kind = kind
         self.stored = stored
-        self.expires = stored + lifetime
+        self.expires = self.natural_expires = stored + lifetime
+        self.stale_window = stale_window
         self.stale_until = self.expires + stale_window
         self.zone = zone
         self.stale_ttl = stale_ttl
@@ -128,6 +132,17 @@ class Entry:
         self.failed_until = 0.0  # while upstream keeps failing, stale is served at once
         self._age = 0
         self._body = template.body
+
+    def pin(self, until: float) -> None:
+        """Keep the entry fresh until `until`, past its own lifetime: a watch of the agent's
+        HTTP API vouches for it (consul/watch.py). Clients still see its own TTLs."""
+        self.expires = max(self.expires, until)
+        self.stale_until = max(self.stale_until, until)
+
+    def unpin(self) -> None:
+        """Back to the entry's own lifetime (the watch that vouched for it stopped)."""
+        self.expires = self.natural_expires
+        self.stale_until = self.natural_expires + self.stale_window
 
     def state(self, now: float) -> State:
         """Fresh, stale (servable while upstream fails) or expired, at `now`."""
@@ -198,6 +213,14 @@ class Cache:
                 return None
             entries.move_to_end(key)
         return entry
+
+    def peek(self, key: bytes) -> Entry | None:
+        """The entry for key as it is, without counting it as used."""
+        return self._entries.get(key)
+
+    def discard(self, key: bytes) -> None:
+        """Drop the entry for key, if there is one."""
+        self._entries.pop(key, None)
 
     def put(self, key: bytes, entry: Entry) -> None:
         if self.enabled:

@@ -30,13 +30,16 @@ class Fetcher:
     async def fetch(self, query: wire.Query, route: Route) -> Template:
         """Ask the route's servers, store the answer as the cache rules say, return it."""
         question = Question(query.qname, query.qtype, query.qclass, query.do, query.cd)
+        # Taken before the agent is asked: a change seen meanwhile forbids pinning.
+        ticket = self.handler.watcher.ticket(query.qname) if route.is_agent else None
         got = await self._ask_route(question, route, partial(self._late, query, route))
         self.handler.stats.upstream_replies += 1
         self.handler.stats.observe_upstream(got.server, got.elapsed)
-        return self.store(query, route, got)
+        return self.store(query, route, got, ticket)
 
-    def store(self, query: wire.Query, route: Route, got: Answer) -> Template:
-        """Render an upstream answer for query and cache it as the cache rules say."""
+    def store(self, query: wire.Query, route: Route, got: Answer, ticket=None) -> Template:
+        """Render an upstream answer for query and cache it as the cache rules say (kept
+        longer while a watch of the agent's HTTP API vouches for it: consul/watch.py)."""
         decision = classify(got.reply, route.policy)
         template = render(got.reply, query.qname, decision.ttls,
                           shuffle_addresses=self.handler.options.shuffle_addresses,
@@ -44,6 +47,9 @@ class Fetcher:
         if decision.kind in (Kind.POSITIVE, Kind.NEGATIVE):
             entry = Entry(template, decision.kind, self.handler.now(), decision.lifetime,
                           route.policy.stale_window, route.zone, route.policy.stale_ttl)
+            if ticket is not None:
+                self.handler.watcher.pin(ticket, query.key, entry,
+                                         decision.kind is Kind.POSITIVE)
             self.handler.cache.put(query.key, entry)
         return template
 

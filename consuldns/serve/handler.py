@@ -53,6 +53,16 @@ class Options:
     query_log: Any = None  # ops.querylog.QueryLog, or None when the query log is off
 
 
+class _NoWatch:
+    """No watch of the agent's HTTP API: every answer keeps its own lifetime."""
+
+    def ticket(self, qname: bytes) -> None:
+        return None
+
+
+NO_WATCH = _NoWatch()
+
+
 class Known:
     """A query that passed parsing and policy, and the last reply built for it: while the
     entry, its age in whole seconds and the transport are the same, the reply is too (when
@@ -83,6 +93,7 @@ class Handler:
         self.now = now
         self.exchanges = Exchanges()
         self.fetcher = Fetcher(self)
+        self.watcher: Any = NO_WATCH  # consul/watch.Watcher when the agent is watched
         # Queries that passed parsing and policy, by their bytes after the ID: clients repeat
         # the same bytes with a new ID, and a hit then skips parse_query (~2 us of ~4).
         self._parsed: dict[bytes, Known] = {}

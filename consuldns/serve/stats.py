@@ -39,6 +39,13 @@ class Stats:
         self.zone_misses: Counter[str] = Counter()  # queries that went to the slow path
         self.upstream_latency: dict[object, LatencyHistogram] = {}  # by upstream.Server
         self.reloads: Counter[str] = Counter()  # by result: success, failure
+        # The watch of the agent's HTTP API (consul/watch.py).
+        self.watch_wakeups = 0  # blocking queries that returned
+        self.watch_changes = 0  # ... with a change DNS can show
+        self.watch_invalidations = 0  # cached answers dropped because of such a change
+        self.watch_resets = 0  # the index went backwards
+        self.watch_fallbacks = 0  # watches that stopped vouching for their answers
+        self.watch_http_errors: Counter[str] = Counter()  # by HTTP status ("none": no reply)
         self.last_reload_ok = True
 
     def observe_upstream(self, server: object, seconds: float) -> None:

@@ -23,6 +23,7 @@ from consuldns.serve.access import RateLimitedAccess
 from tests.unit.fakes import run
 
 ZONE = ZoneSettings(name="corp.example", servers=("192.0.2.7",))
+TLS = Path(__file__).resolve().parents[1] / "data"
 
 # One changed value per setting (dotted path); the base is `base_settings` below.
 CHANGES: dict[str, object] = {
@@ -42,6 +43,16 @@ CHANGES: dict[str, object] = {
     "consul.udp_answer_limit": 5,
     "consul.edns_size": 1232,
     "consul.reverse_zones": ("10.in-addr.arpa",),
+    "consul.http": "127.0.0.1:8501",
+    "consul.watch": "off",
+    "consul.token_file": "A_FILE",
+    "consul.max_watches": 8,
+    "consul.tls.ca_file": str(TLS / "consul-test.crt"),
+    "consul.tls.ca_path": "/etc/ssl/certs",
+    "consul.tls.cert_file": str(TLS / "consul-test-2.pem"),
+    "consul.tls.key_file": str(TLS / "consul-test.key"),
+    "consul.tls.server_name": "consul.example",
+    "consul.tls.verify": False,
     "upstream.servers": ("192.0.2.9",),
     "upstream.resolv_conf": "OTHER_RESOLV_CONF",
     "upstream.timeout": 3.0,
@@ -92,6 +103,8 @@ def base_settings(tmp_path: Path) -> Settings:
     (tmp_path / "other.conf").write_text("nameserver 192.0.2.2\n")
     settings = Settings()
     for dotted, value in {"server.listen": ("127.0.0.1:0",), "server.rate_limit": 50.0,
+                          "consul.http": "https://127.0.0.1:8501",
+                          "consul.tls.cert_file": str(TLS / "consul-test.pem"),
                           "upstream.resolv_conf": str(tmp_path / "resolv.conf"),
                           "zones": (ZONE,), "admin.listen": "off"}.items():
         settings = replaced(settings, dotted, value)
@@ -131,6 +144,7 @@ def observe(server: app.Server) -> dict:
         "cache_size": runtime.cache._entries.maxsize,
         "log": (root.level, [type(h.formatter).__name__ for h in root.handlers]),
         "admin": server.admin_listen,
+        "watch": runtime.watcher.settings,
         "listening": sorted(str(s.getsockname()[0]) for s in
                             (listener.sock for listener in runtime.listeners._udp)),
     }
@@ -169,6 +183,8 @@ def test_a_changed_setting_changes_the_running_server(dotted, tmp_path):
     value = CHANGES[dotted]
     if value == "OTHER_RESOLV_CONF":
         value = str(tmp_path / "other.conf")
+    if value == "A_FILE":
+        value = str(tmp_path / "resolv.conf")  # any readable file will do
     server = started(base)
     before = observe(server)
     accepted, after = reload_to(server, replaced(base, dotted, value))
