@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from consuldns.dns import shape, synth, wire
+from consuldns.dns.scrub import scrub_answer
 from consuldns.dns.template import Template, empty_template, render
 from consuldns.errors import FormatError, MalformedPacket, UpstreamError
 from consuldns.serve.cache import Cache, Entry, Kind, State, classify
@@ -266,6 +267,7 @@ class Handler:
         got = await self._ask_route(question, route)
         self.stats.upstream_replies += 1
         self.stats.observe_upstream(got.server, got.elapsed)
+        got.reply = scrub_answer(got.reply)
         decision = classify(got.reply, route.policy)
         template = render(got.reply, query.qname, decision.ttls,
                           shuffle_addresses=self.options.shuffle_addresses,
