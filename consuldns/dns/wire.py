@@ -353,13 +353,41 @@ def error_reply(data: bytes, query: Query | None, rcode: int, *, max_udp: int = 
     if query is None:
         qid, flags = struct.unpack_from("!HH", data)
         header_flags = QR | (flags & (OPCODE_MASK | RD | CD)) | RA | (rcode & RCODE_MASK)
-        return HEADER.pack(qid, header_flags, 0, 0, 0, 0)
+        edns = find_opt(data)
+        if edns is None:
+            return HEADER.pack(qid, header_flags, 0, 0, 0, 0)
+        opt = opt_record(max_udp, do=edns.do, ext_rcode=rcode >> 4)
+        return HEADER.pack(qid, header_flags, 0, 0, 0, 1) + opt
     header_flags = QR | (query.flags & (OPCODE_MASK | RD | CD)) | RA | (rcode & RCODE_MASK)
     question = data[12:query.question_end]
     if not query.has_opt:
         return HEADER.pack(query.id, header_flags, 1, 0, 0, 0) + question
     opt = opt_record(max_udp, do=query.do, ext_rcode=rcode >> 4)
     return HEADER.pack(query.id, header_flags, 1, 0, 0, 1) + question + opt
+
+
+def find_opt(data: bytes) -> Query | None:
+    """The EDNS fields of a query parse_query rejected, when every record before its one OPT
+    record can be read: the FORMERR (or NOTIMP) then carries OPT too (RFC 6891 §7)."""
+    probe = Query(0, 0, b"", 0, 0, 12, b"")
+    try:
+        qdcount, ancount, nscount, arcount = COUNTS.unpack_from(data, 4)
+        offset = 12
+        for _ in range(qdcount):
+            offset = read_name(data, offset)[1] + 4
+        for _ in range(ancount + nscount):
+            offset = _skip_record(data, offset)
+        _read_query_additional(data, offset, arcount, probe)
+    except (MalformedPacket, FormatError):
+        return None
+    return probe if probe.has_opt else None
+
+
+def _skip_record(data: bytes, offset: int) -> int:
+    offset = read_name(data, offset)[1]
+    if offset + 10 > len(data):
+        raise MalformedPacket("record runs past the end of the message")
+    return offset + 10 + U16.unpack_from(data, offset + 8)[0]
 
 
 # ---------------------------------------------------------------- replies
