@@ -374,20 +374,30 @@ def find_opt(data: bytes) -> Query | None:
         qdcount, ancount, nscount, arcount = COUNTS.unpack_from(data, 4)
         offset = 12
         for _ in range(qdcount):
-            offset = read_name(data, offset)[1] + 4
+            offset = _skip_name(data, offset) + 4
         for _ in range(ancount + nscount):
-            offset = _skip_record(data, offset)
+            offset = _skip_name(data, offset)
+            if offset + 10 > len(data):
+                raise MalformedPacket("record runs past the end of the message")
+            offset += 10 + U16.unpack_from(data, offset + 8)[0]
         _read_query_additional(data, offset, arcount, probe)
     except (MalformedPacket, FormatError):
         return None
     return probe if probe.has_opt else None
 
 
-def _skip_record(data: bytes, offset: int) -> int:
-    offset = read_name(data, offset)[1]
-    if offset + 10 > len(data):
-        raise MalformedPacket("record runs past the end of the message")
-    return offset + 10 + U16.unpack_from(data, offset + 8)[0]
+def _skip_name(data: bytes, offset: int) -> int:
+    """The offset past a name, without following its pointer: linear in the message."""
+    while offset < len(data):
+        length = data[offset]
+        if length >= 0xC0:
+            return offset + 2
+        if length > 63:
+            raise MalformedPacket("unknown label type")
+        offset += length + 1
+        if not length:
+            return offset
+    raise MalformedPacket("name runs past the end of the message")
 
 
 # ---------------------------------------------------------------- replies
