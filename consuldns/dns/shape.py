@@ -4,6 +4,7 @@ Header flags (docs/design.md, "Replies"): QR and RA set, AA cleared (a forwarder
 authoritative), RD and CD copied from the query, AD only when the client asked with DO or AD,
 Z never. The question is echoed exactly as the client wrote it. Address records are shuffled
 on every reply. UDP replies are fitted to the client's size with TC set when records are cut.
+An extended rcode (over 15) reaches a client without EDNS as SERVFAIL.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max
     rng shuffles the template's runs (None keeps the order); limit is the client's size
     (0 means none, for TCP).
     """
+    if template.rcode > wire.RCODE_MASK and not query.has_opt:
+        return _servfail(template, query)
     records = None
     if template.runs and rng is not None:
         records = shuffled(template.split(body), template.runs, rng)
@@ -66,6 +69,14 @@ def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max
     if records is None:
         records = template.split(body)
     return _fit(template, records, query, flags, opt, limit)
+
+
+def _servfail(template: Template, query: wire.Query) -> bytes:
+    """SERVFAIL for an extended rcode (BADVERS, BADCOOKIE, ...) that a client without EDNS
+    cannot receive: its upper bits travel in OPT, and the lower ones alone mean another code."""
+    flags = wire.QR | wire.RA | (query.flags & (wire.RD | wire.CD)) | wire.SERVFAIL
+    return (wire.TYPE_CLASS.pack(query.id, flags) + wire.COUNTS.pack(1, 0, 0, 0) + query.qname
+            + template.qtail)
 
 
 def _opt_for(query: wire.Query, rcode: int, max_udp: int) -> bytes:

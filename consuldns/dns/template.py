@@ -151,27 +151,20 @@ def _render_record(record: wire.Record, ttl: int, offset: int, compressor: _Comp
 
 def _render_rdata(record: wire.Record, offset: int, compressor: _Compressor, *,
                   register: bool) -> bytes:
+    """The rdata with its names compressed for the RFC 1035 types, uncompressed otherwise."""
     layout = wire.NAME_LAYOUTS.get(record.rtype)
     if layout is None:
         return record.rdata
     compress = record.rtype in wire.COMPRESSIBLE_RDATA
     parts = []
-    position = 0
     written = 0
-    for field in layout:
-        if field == "n":
-            name, position = wire.read_name(record.rdata, position)
-            if compress:
-                name = compressor.write(name, offset + written, register=register)
-            elif register:
-                compressor.register(name, offset + written)
-            parts.append(name)
-            written += len(name)
-        else:
-            assert isinstance(field, int)
-            parts.append(record.rdata[position:position + field])
-            position += field
-            written += field
+    for is_name, value in wire.read_rdata(record.rdata, 0, len(record.rdata), layout):
+        if is_name and compress:
+            value = compressor.write(value, offset + written, register=register)
+        elif is_name and register:
+            compressor.register(value, offset + written)
+        parts.append(value)
+        written += len(value)
     return b"".join(parts)
 
 

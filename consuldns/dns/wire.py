@@ -37,22 +37,36 @@ NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16
 
 # Record types the forwarder treats specially.
-A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, DNAME, OPT, ANY = (
-    1, 2, 5, 6, 12, 15, 16, 28, 33, 39, 41, 255)
+A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, DNAME, OPT, RRSIG, ANY = (
+    1, 2, 5, 6, 12, 15, 16, 28, 33, 39, 41, 46, 255)
+# Record types whose rdata holds names that may arrive compressed.
+MD, MF, MB, MG, MR, MINFO, RP, AFSDB, RT, SIG, PX, NXT, NAPTR = (
+    3, 4, 7, 8, 9, 14, 17, 18, 21, 24, 26, 30, 35)
 CLASS_IN, CLASS_CH = 1, 3
 
 EDNS_DO = 0x8000
 MIN_UDP_SIZE = 512
 MAX_NAME_LENGTH = 255
 
-# Types whose rdata holds names that may be compressed (RFC 1035 well-known types, plus SRV,
-# which RFC 2782 forbids compressing but some servers compress anyway), with the layout of the
-# rdata: a tuple of field kinds, "n" a domain name and an integer a fixed-size field.
+# Kinds of rdata fields: a domain name, a character-string (a length octet and that many
+# octets), the rest of the rdata; an integer is a field of that many octets.
+NAME, TEXT, REST = "n", "s", "r"
+# The layout of the rdata of every type whose names may arrive compressed: the RFC 1035 types
+# (their names must be decompressed), the types RFC 3597 §4 says should be (RP, AFSDB, RT,
+# SIG, PX, NXT, NAPTR, SRV), and DNAME. Names in the rdata of any other type are never
+# compressed by their specification (RRSIG, NSEC, SVCB, ...): that rdata is copied as it is.
+# tests/unit/test_rdata_layouts.py checks every type dnspython knows against this table.
 NAME_LAYOUTS: dict[int, tuple[object, ...]] = {
-    NS: ("n",), CNAME: ("n",), PTR: ("n",), DNAME: ("n",),
-    MX: (2, "n"), SRV: (6, "n"), SOA: ("n", "n", 20),
+    NS: (NAME,), CNAME: (NAME,), PTR: (NAME,), DNAME: (NAME,),
+    MD: (NAME,), MF: (NAME,), MB: (NAME,), MG: (NAME,), MR: (NAME,), MINFO: (NAME, NAME),
+    MX: (2, NAME), AFSDB: (2, NAME), RT: (2, NAME), SRV: (6, NAME), PX: (2, NAME, NAME),
+    SOA: (NAME, NAME, 20), RP: (NAME, NAME),
+    NAPTR: (4, TEXT, TEXT, TEXT, NAME),
+    SIG: (18, NAME, REST),  # type covered .. key tag, signer's name, signature
+    NXT: (NAME, REST),  # next name, type bitmap
 }
-# Owner names and names inside rdata of these types may be written compressed (RFC 3597 §4).
+# The names inside the rdata of these types are written compressed; those of every other
+# type uncompressed, which is always legal (RFC 3597 §4).
 COMPRESSIBLE_RDATA = frozenset({NS, CNAME, PTR, MX, SOA})
 # Address records have one size; clients reject a reply with any other (nginx: "invalid A
 # record"), so such a reply is distrusted rather than cached and passed on.
@@ -339,13 +353,51 @@ def error_reply(data: bytes, query: Query | None, rcode: int, *, max_udp: int = 
     if query is None:
         qid, flags = struct.unpack_from("!HH", data)
         header_flags = QR | (flags & (OPCODE_MASK | RD | CD)) | RA | (rcode & RCODE_MASK)
-        return HEADER.pack(qid, header_flags, 0, 0, 0, 0)
+        edns = find_opt(data)
+        if edns is None:
+            return HEADER.pack(qid, header_flags, 0, 0, 0, 0)
+        opt = opt_record(max_udp, do=edns.do, ext_rcode=rcode >> 4)
+        return HEADER.pack(qid, header_flags, 0, 0, 0, 1) + opt
     header_flags = QR | (query.flags & (OPCODE_MASK | RD | CD)) | RA | (rcode & RCODE_MASK)
     question = data[12:query.question_end]
     if not query.has_opt:
         return HEADER.pack(query.id, header_flags, 1, 0, 0, 0) + question
     opt = opt_record(max_udp, do=query.do, ext_rcode=rcode >> 4)
     return HEADER.pack(query.id, header_flags, 1, 0, 0, 1) + question + opt
+
+
+def find_opt(data: bytes) -> Query | None:
+    """The EDNS fields of a query parse_query rejected, when every record before its one OPT
+    record can be read: the FORMERR (or NOTIMP) then carries OPT too (RFC 6891 §7)."""
+    probe = Query(0, 0, b"", 0, 0, 12, b"")
+    try:
+        qdcount, ancount, nscount, arcount = COUNTS.unpack_from(data, 4)
+        offset = 12
+        for _ in range(qdcount):
+            offset = _skip_name(data, offset) + 4
+        for _ in range(ancount + nscount):
+            offset = _skip_name(data, offset)
+            if offset + 10 > len(data):
+                raise MalformedPacket("record runs past the end of the message")
+            offset += 10 + U16.unpack_from(data, offset + 8)[0]
+        _read_query_additional(data, offset, arcount, probe)
+    except (MalformedPacket, FormatError):
+        return None
+    return probe if probe.has_opt else None
+
+
+def _skip_name(data: bytes, offset: int) -> int:
+    """The offset past a name, without following its pointer: linear in the message."""
+    while offset < len(data):
+        length = data[offset]
+        if length >= 0xC0:
+            return offset + 2
+        if length > 63:
+            raise MalformedPacket("unknown label type")
+        offset += length + 1
+        if not length:
+            return offset
+    raise MalformedPacket("name runs past the end of the message")
 
 
 # ---------------------------------------------------------------- replies
@@ -391,27 +443,44 @@ def _read_record(data: bytes, offset: int, section: int) -> tuple[Record, int]:
     if rdlength != ADDRESS_SIZES.get(rtype, rdlength) and rclass == CLASS_IN:
         raise MalformedPacket("address record of the wrong length")
     layout = NAME_LAYOUTS.get(rtype)
-    rdata = data[offset:end] if layout is None else _decompress_rdata(data, offset, end, layout)
+    if layout is None:
+        rdata = data[offset:end]
+    else:
+        rdata = b"".join(value for _, value in read_rdata(data, offset, end, layout))
     if ttl & 0x80000000:
         ttl = 0  # RFC 2181 §8: a TTL with the top bit set is treated as zero
     return Record(section, owner, rtype, rclass, ttl, rdata), end
 
 
-def _decompress_rdata(data: bytes, offset: int, end: int, layout: tuple[object, ...]) -> bytes:
-    parts = []
-    for field in layout:
-        if field == "n":
+def read_rdata(data: bytes, offset: int, end: int,
+               layout: tuple[object, ...]) -> list[tuple[bool, bytes]]:
+    """The fields of the rdata at data[offset:end] as (is a name, octets), names decompressed;
+    MalformedPacket unless the fields fill the rdata exactly."""
+    fields = []
+    for kind in layout:
+        if kind == NAME:
             name, offset = read_name(data, offset)
-            parts.append(name)
+            fields.append((True, name))
         else:
-            assert isinstance(field, int)
-            parts.append(data[offset:offset + field])
-            offset += field
+            size = _field_size(data, offset, end, kind)
+            fields.append((False, data[offset:offset + size]))
+            offset += size
         if offset > end:
             raise MalformedPacket("record data shorter than its type needs")
     if offset != end:
         raise MalformedPacket("record data longer than its type allows")
-    return b"".join(parts)
+    return fields
+
+
+def _field_size(data: bytes, offset: int, end: int, kind: object) -> int:
+    if kind == REST:
+        return end - offset
+    if kind == TEXT:
+        if offset >= end:
+            raise MalformedPacket("record data shorter than its type needs")
+        return 1 + data[offset]
+    assert isinstance(kind, int)
+    return kind
 
 
 def soa_minimum(rdata: bytes) -> int:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from consuldns.dns import wire
+from consuldns.dns.scrub import scrub_answer
 from consuldns.dns.template import Template, render
 from consuldns.errors import UpstreamError
 from consuldns.serve.cache import Entry, Kind, State, classify
@@ -40,6 +41,7 @@ class Fetcher:
     def store(self, query: wire.Query, route: Route, got: Answer, ticket=None) -> Template:
         """Render an upstream answer for query and cache it as the cache rules say (kept
         longer while a watch of the agent's HTTP API vouches for it: consul/watch.py)."""
+        got.reply = scrub_answer(got.reply)  # only the question's name and its chain
         decision = classify(got.reply, route.policy)
         template = render(got.reply, query.qname, decision.ttls,
                           shuffle_addresses=self.handler.options.shuffle_addresses,

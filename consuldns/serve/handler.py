@@ -298,6 +298,7 @@ class Handler:
             log.error("background refresh failed", exc_info=outcome)
 
 
+
 def client_network(client: Any) -> object:
     """The network a client address belongs to for fair shares: its /24 (IPv4) or /56
     (IPv6); None when there is no client (background refreshes)."""

@@ -283,7 +283,10 @@ class Transport:
         raw = await _with_oserror(exchange_tcp(
             server, self.message(question, qid, edns), qid, question,
             max(deadline - now(), 0.001)))
-        return Answer(parse_reply(raw, server), raw, server, "tcp", now() - started)
+        reply = parse_reply(raw, server)
+        if reply.truncated:  # a partial answer, with nothing left to ask it over
+            raise UpstreamError(f"truncated reply over TCP from {server.address}")
+        return Answer(reply, raw, server, "tcp", now() - started)
 
     @staticmethod
     def message(question: Question, qid: int, edns: int) -> bytes:

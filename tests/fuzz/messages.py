@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41
+MB, RP, SIG, NAPTR = 7, 17, 24, 35
+# Rdata layouts: "n" a name, "s" a character-string, "r" the rest, an integer a fixed size.
 NAME_TYPES = {NS: ("n",), CNAME: ("n",), PTR: ("n",), MX: (2, "n"), SRV: (6, "n"),
-              SOA: ("n", "n", 20)}
-COMPRESSIBLE = {NS, CNAME, PTR, MX, SOA}
+              SOA: ("n", "n", 20), MB: ("n",), RP: ("n", "n"),
+              NAPTR: (4, "s", "s", "s", "n"), SIG: (18, "n", "r")}
+COMPRESSIBLE = {NS, CNAME, PTR, MX, SOA, MB}
+# Compressed only with compress_srv: RFC 2782 forbids it for SRV, RFC 3597 §4 allows it for
+# the others, and a reader should decompress them all.
+SOMETIMES_COMPRESSED = {SRV, RP, NAPTR, SIG}
 PRIVATE_TYPE = 65280  # RFC 6895 private use: opaque rdata for every reader
 
 
@@ -105,6 +111,11 @@ def rdata_fields(draw, rtype: int, qname: bytes) -> tuple:
     for field in NAME_TYPES[rtype]:
         if field == "n":
             fields.append(("n", draw(related_name(qname))))
+        elif field == "s":
+            text = draw(st.binary(max_size=20))
+            fields.append(bytes([len(text)]) + text)
+        elif field == "r":
+            fields.append(draw(st.binary(max_size=30)))
         else:
             fields.append(draw(st.binary(min_size=field, max_size=field)))
     return tuple(fields)
@@ -118,7 +129,7 @@ def records(draw, qname: bytes, qtype: int, max_records: int = 16) -> list[tuple
     for _ in range(count):
         section = draw(st.sampled_from([0, 0, 0, 1, 2]))
         rtype = draw(st.sampled_from([qtype, qtype, A, AAAA, CNAME, NS, PTR, MX, SRV, TXT, SOA,
-                                      PRIVATE_TYPE]))
+                                      MB, RP, NAPTR, SIG, PRIVATE_TYPE]))
         if rtype not in (A, AAAA, TXT, PRIVATE_TYPE) and rtype not in NAME_TYPES:
             rtype = A
         owner = draw(related_name(qname))
@@ -189,7 +200,8 @@ def encode_reply(qid: int, flags: int, qname: bytes, qtype: int, qclass: int, re
         for field in fields:
             if isinstance(field, tuple):
                 name = field[1]
-                compressible = rtype in COMPRESSIBLE or (rtype == SRV and compress_srv)
+                compressible = rtype in COMPRESSIBLE or (
+                    rtype in SOMETIMES_COMPRESSED and compress_srv)
                 if compressible:
                     name = writer.name(name)
                 else:

@@ -350,3 +350,17 @@ def test_refused_for_clients_outside_the_acl_is_counted():
     reply = dns.message.from_wire(setup.handler.refused(query_bytes(WWW)))
     assert reply.rcode() == dns.rcode.REFUSED and setup.handler.stats.refused == 1
     assert setup.handler.refused(b"\x00") == b""  # unreadable: dropped
+
+
+def test_answer_records_outside_the_question_chain_are_dropped_before_caching():
+    poisoned = reply_bytes(WWW, "A", ["192.0.2.1"],
+                           extra_answers=[("victim.example.", 300, "A", "203.0.113.66")])
+
+    async def scenario():
+        setup = Setup()
+        setup.upstream.replies[WWW] = poisoned
+        return [await setup.ask(WWW, qid=qid) for qid in (1, 2)]  # a miss, then a hit
+
+    for reply in run(scenario()):
+        assert [rrset.name.to_text() for rrset in reply.answer] == [WWW]
+        assert addresses(reply) == {"192.0.2.1"}

@@ -4,6 +4,7 @@ import random
 
 import dns.flags
 import dns.message
+import dns.rcode
 import pytest
 
 from consuldns.dns import shape as answer
@@ -144,3 +145,25 @@ def test_shuffled_runs_are_permutations(size):
     out = answer.shuffled(records, ((1, 1 + size),), random.Random(size))
     assert out[0] == records[0] and out[-1] == records[-1]
     assert sorted(out[1:-1]) == sorted(records[1:-1])
+
+
+def extended_rcode_reply(rcode: int) -> bytes:
+    message = dns.message.from_wire(reply_bytes("a.test", "A", ["192.0.2.1"], edns=0))
+    message.use_edns(0, 0, 1232)
+    message.set_rcode(rcode)  # the upper 8 bits go into the OPT record
+    return message.to_wire()
+
+
+@pytest.mark.parametrize("rcode", [16, 23], ids=["BADVERS", "BADCOOKIE"])
+def test_extended_rcode_is_servfail_to_a_client_without_edns(rcode):
+    # Without OPT the upper bits are lost: 16 would read NOERROR, 23 YXRRSET (7).
+    message = shape(extended_rcode_reply(rcode), query_bytes("a.test"))
+    assert message.rcode() == dns.rcode.SERVFAIL
+    assert message.edns == -1 and not message.answer
+    assert message.question[0].name.to_text() == "a.test."
+
+
+@pytest.mark.parametrize("rcode", [16, 23], ids=["BADVERS", "BADCOOKIE"])
+def test_extended_rcode_reaches_a_client_with_edns_through_opt(rcode):
+    message = shape(extended_rcode_reply(rcode), query_bytes("a.test", edns=0))
+    assert message.rcode() == rcode and message.edns == 0

@@ -1,75 +1,96 @@
-"""One exchange with one server, in process, against a scripted responder on loopback."""
+"""One exchange with one server, in process, against tiny UDP+TCP responders on loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import struct
+import time
 
+import dns.flags
+import dns.message
+import dns.rrset
 import pytest
 
+from consuldns.consul.transport import AgentTransport
 from consuldns.dns import wire
-from consuldns.errors import UpstreamTimeout
-from consuldns.upstream.transport import Question, Server, exchange_udp
+from consuldns.errors import UpstreamError
+from consuldns.upstream.group import Group
+from consuldns.upstream.transport import Question, Server, Transport
 from tests.unit.fakes import run
-from tests.unit.helpers import reply_bytes
 
-NAME = "www.example.test"
-QUESTION = Question(wire.text_to_name(NAME), wire.A)
+QUESTION = Question(wire.text_to_name("big.example.test"), wire.A)
 
 
-class Scripted(asyncio.DatagramProtocol):
-    """Answers each query with `replies(query_id)`: a list of (delay, reply bytes)."""
+def answer(query: dns.message.Message, count: int, *, truncated: bool) -> bytes:
+    reply = dns.message.make_response(query)
+    addresses = [f"192.0.2.{i}" for i in range(1, count + 1)]
+    if addresses:
+        reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A",
+                                                *addresses))
+    if truncated:
+        reply.flags |= dns.flags.TC
+    return reply.to_wire()
 
-    def __init__(self, replies):
-        self.replies = replies
+
+class Responder(asyncio.DatagramProtocol):
+    """UDP: always an empty reply with TC set, so the client asks again over TCP."""
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, client) -> None:
-        loop = asyncio.get_running_loop()
-        for delay, reply in self.replies(wire.U16.unpack_from(data)[0]):
-            loop.call_later(delay, self.transport.sendto, reply, client)
+        self.transport.sendto(answer(dns.message.from_wire(data), 0, truncated=True), client)
 
 
-async def scripted(replies) -> Server:
-    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: Scripted(replies), local_addr=("127.0.0.1", 0))
-    return Server("127.0.0.1", transport.get_extra_info("sockname")[1])
+async def responder(tcp_truncated: bool) -> tuple[Server, asyncio.Server]:
+    """A server on one loopback port: TC over UDP, then over TCP 3 addresses, with TC set
+    when `tcp_truncated` (a partial answer that says so)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = struct.unpack("!H", await reader.readexactly(2))[0]
+        query = dns.message.from_wire(await reader.readexactly(size))
+        reply = answer(query, 3, truncated=tcp_truncated)
+        writer.write(struct.pack("!H", len(reply)) + reply)
+        await writer.drain()
+        writer.close()
+
+    tcp = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = tcp.sockets[0].getsockname()[1]
+    await asyncio.get_running_loop().create_datagram_endpoint(
+        Responder, local_addr=("127.0.0.1", port))
+    return Server("127.0.0.1", port), tcp
 
 
-def answer(qid: int, address: str) -> bytes:
-    return reply_bytes(NAME, "A", [address], qid=qid)
-
-
-def test_a_reply_with_another_id_is_ignored_even_when_it_answers_the_question():
+def test_a_tcp_reply_with_tc_is_a_failure_of_that_server():
     async def scenario():
-        server = await scripted(lambda qid: [(0, answer(qid ^ 1, "203.0.113.6")),
-                                             (0.05, answer(qid, "192.0.2.1"))])
-        message = wire.build_query(7, QUESTION.qname, wire.A, wire.CLASS_IN)
-        return wire.parse_reply(await exchange_udp(server, message, 7, QUESTION, 1.0))
+        server, tcp = await responder(tcp_truncated=True)
+        async with tcp:
+            await Transport().ask(server, QUESTION, 1.0)
 
-    reply = run(scenario())
-    assert reply.id == 7 and reply.records[0].rdata == bytes([192, 0, 2, 1])
+    with pytest.raises(UpstreamError, match="truncated"):
+        run(scenario())
 
 
-def test_a_reply_after_the_deadline_goes_to_the_late_callback():
+def test_the_agent_asked_over_tcp_only_fails_the_same_way():
     async def scenario():
-        server = await scripted(lambda qid: [(0.3, answer(qid, "192.0.2.1"))])
-        message = wire.build_query(9, QUESTION.qname, wire.A, wire.CLASS_IN)
-        late = asyncio.get_running_loop().create_future()
-        with pytest.raises(UpstreamTimeout):
-            await exchange_udp(server, message, 9, QUESTION, 0.1, late.set_result)
-        return await asyncio.wait_for(late, 2)
+        server, tcp = await responder(tcp_truncated=True)
+        async with tcp:
+            await AgentTransport(4096, "tcp", 3).ask(server, QUESTION, 1.0)
 
-    assert wire.parse_reply(run(scenario())).id == 9
+    with pytest.raises(UpstreamError, match="truncated"):
+        run(scenario())
 
 
-def test_without_a_late_callback_a_late_reply_goes_nowhere():
+def test_the_group_fails_over_from_a_truncated_tcp_reply():
     async def scenario():
-        server = await scripted(lambda qid: [(0.2, answer(qid, "192.0.2.1"))])
-        message = wire.build_query(5, QUESTION.qname, wire.A, wire.CLASS_IN)
-        with pytest.raises(UpstreamTimeout):
-            await exchange_udp(server, message, 5, QUESTION, 0.05)
-        await asyncio.sleep(0.3)  # the reply arrives at a closed port: nothing breaks
+        partial, partial_tcp = await responder(tcp_truncated=True)
+        whole, whole_tcp = await responder(tcp_truncated=False)
+        async with partial_tcp, whole_tcp:
+            group = Group("default", [partial, whole], Transport())
+            got = await group.resolve(QUESTION, time.monotonic() + 2.0)
+        return got, partial
 
-    run(scenario())
+    got, partial = run(scenario())
+    assert got.transport == "tcp" and not got.reply.truncated
+    assert len(got.reply.section(0)) == 3
+    assert partial.failures == 1

@@ -4,6 +4,7 @@ import struct
 
 import dns.flags
 import dns.message
+import dns.rcode
 import pytest
 
 from consuldns.dns import wire
@@ -130,3 +131,47 @@ def test_badvers_reply_carries_extended_rcode():
 def test_text_and_wire_names_round_trip():
     assert wire.name_to_text(wire.text_to_name("Web.Service.consul")) == "Web.Service.consul."
     assert wire.text_to_name(".") == b"\x00"
+
+
+def formerr_to(data: bytes) -> dns.message.Message:
+    """The FORMERR consuldns answers a query that parse_query rejects."""
+    with pytest.raises(FormatError) as caught:
+        wire.parse_query(data)
+    return dns.message.from_wire(wire.error_reply(data, None, caught.value.rcode))
+
+
+def with_counts(data: bytes, qdcount: int, ancount: int = 0) -> bytes:
+    return data[:4] + struct.pack("!HH", qdcount, ancount) + data[8:]
+
+
+QUESTION = b"\x01a\x04test\x00\x00\x01\x00\x01"
+RECORD = b"\x01a\x04test\x00" + struct.pack("!HHIH", 1, 1, 60, 4) + b"\xc0\x00\x02\x01"
+
+
+@pytest.mark.parametrize("build", [
+    lambda opt: struct.pack("!HHHHHH", 7, 0, 0, 0, 0, 1) + opt,
+    lambda opt: struct.pack("!HHHHHH", 7, 0, 2, 0, 0, 1) + QUESTION * 2 + opt,
+    lambda opt: struct.pack("!HHHHHH", 7, 0, 1, 1, 0, 1) + QUESTION + RECORD + opt,
+    lambda opt: struct.pack("!HHHHHH", 7, 0, 1, 0, 1, 1) + QUESTION + RECORD + opt,
+], ids=["no-question", "two-questions", "answer-record", "authority-record"])
+def test_formerr_to_a_query_with_opt_carries_opt(build):
+    reply = formerr_to(build(wire.opt_record(4000, do=True)))
+    assert reply.rcode() == dns.rcode.FORMERR and reply.id == 7
+    assert reply.edns == 0 and reply.payload == 1232 and reply.ednsflags & dns.flags.DO
+
+
+@pytest.mark.parametrize("data", [
+    struct.pack("!HHHHHH", 7, 0, 2, 0, 0, 0) + QUESTION * 2,  # no OPT
+    struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 2) + QUESTION + wire.opt_record(1232) * 2,
+    struct.pack("!HHHHHH", 7, 0, 2, 0, 0, 1) + QUESTION + wire.opt_record(1232),  # unreadable
+], ids=["no-opt", "two-opts", "opt-unreachable"])
+def test_formerr_without_one_readable_opt_has_none(data):
+    reply = formerr_to(data)
+    assert reply.rcode() == dns.rcode.FORMERR and reply.edns == -1
+
+
+def test_notimp_to_another_opcode_with_opt_carries_opt():
+    data = bytearray(query_bytes("a.test", edns=0))
+    data[2] |= 0x28  # opcode 5 (UPDATE)
+    reply = formerr_to(bytes(data))
+    assert reply.rcode() == dns.rcode.NOTIMP and reply.edns == 0
