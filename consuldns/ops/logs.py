@@ -23,6 +23,9 @@ def configure(settings: LogSettings) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.level.upper())
+    # httpx logs every request at INFO: the watch's blocking queries would flood the log.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 class JsonFormatter(logging.Formatter):
