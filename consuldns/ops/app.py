@@ -122,8 +122,8 @@ class Server:
         stop = self._install_signals()
         self.runtime.health.start()
         await self._check_agent()  # before answering anyone: the agent sees it first
-        await self.runtime.listeners.start(bound)
         self.runtime.watcher.start()
+        await self.runtime.listeners.start(bound)
         log.info("consuldns %s ready (pid %d), configuration from %s; routes: %s", __version__,
                  os.getpid(), self.reloader.source.path or "built-in defaults and flags",
                  build.describe_routes(self.runtime.router))

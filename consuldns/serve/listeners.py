@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from consuldns import address
+from consuldns import address, packetio
 from consuldns.address import Address
 from consuldns.serve.handler import Handler
 from consuldns.serve.stats import Stats
@@ -96,6 +96,8 @@ class Listeners:
             listener.access = access
 
     async def start(self, bound: list[Bound]) -> None:
+        if bound:
+            log.info("UDP through %s", packetio.ACTIVE.description)
         for sockets in bound:
             listener = UdpListener(sockets.udp, self.handler, self.tcp.access, self.stats)
             listener.start()

@@ -59,7 +59,7 @@ def test_the_link_runs_consuldns_from_the_venv_it_installed(root):
     link = root / INSTALLED["link"]
     assert os.readlink(link) == "../../../opt/consuldns/bin/consuldns"
     result = run([str(link), "--version"])
-    assert result.stdout.strip() == f"consuldns {importlib.metadata.version('consuldns')}"
+    assert result.stdout.splitlines()[0] == f"consuldns {importlib.metadata.version('consuldns')}"
     venv = root / INSTALLED["venv"]
     assert (venv / "bin/consuldns").read_text().startswith(f"#!{venv}/bin/python")
     where = run([str(venv / "bin/python"), "-c", "import consuldns; print(consuldns.__file__)"])
