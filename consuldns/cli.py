@@ -17,14 +17,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"consuldns {__version__}")
+        from consuldns import packetio
+
+        typer.echo(f"consuldns {__version__}\n{packetio.describe()}")
         raise typer.Exit()
 
 
 @app.callback()
 def main_options(
     version: Annotated[bool | None, typer.Option(
-        "--version", callback=_version_callback, is_eager=True, help="Print the version.")] = None,
+        "--version", callback=_version_callback, is_eager=True,
+        help="Print the version and the packet I/O in use.")] = None,
 ) -> None:
     """consuldns: .consul to the local agent, everything else upstream, cached and shuffled."""
 
