@@ -24,7 +24,6 @@ from consuldns.stats import Stats
 
 log = logging.getLogger("consuldns.listener")
 
-MAX_QUERY_SIZE = packetio.MAX_DATAGRAM  # bigger datagrams are no legitimate query
 DATAGRAMS_PER_WAKEUP = packetio.MAX_BATCH  # bound one callback's work: TCP and timers run too
 PIPELINED_PER_CONNECTION = 32
 TCP_WRITE_BUFFER_LIMIT = 256 * 1024

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 MAX_BATCH = 64
-MAX_DATAGRAM = 4096
+MAX_DATAGRAM = 4096  # no legitimate query is longer: cut off, as recvfrom(4096) cuts it
 DISABLE_VARIABLE = "CONSULDNS_NO_ACCEL"
 # Errors of the socket itself rather than of one datagram: send_batch raises them.
 _SOCKET_ERRORS = (errno.EBADF, errno.ENOTSOCK)
