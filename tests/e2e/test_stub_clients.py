@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import subprocess
 
 import pytest
@@ -78,9 +79,20 @@ def test_dig_rcodes_and_flags(server):
 
 
 def tcp_connections_closed(port: int) -> int:
-    """Connections to or from `port` in TIME-WAIT: one per closed TCP connection."""
+    """Connections to or from `port` in TIME-WAIT: one per closed TCP connection. Waits
+    (2 s at most) until no connection is still closing, such as the harness's readiness
+    probe, which would otherwise reach TIME-WAIT later and count as one of the test's."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and _closing(port):
+        time.sleep(0.02)
     out = run(["ss", "-tanH", "state", "time-wait", f"( dport = :{port} or sport = :{port} )"])
     return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
+def _closing(port: int) -> bool:
+    out = run(["ss", "-tanH", "state", "connected", "exclude", "established",
+               "exclude", "time-wait", f"( dport = :{port} or sport = :{port} )"])
+    return any(line.strip() for line in out.stdout.splitlines())
 
 
 def test_kdig_keepopen_reuses_one_tcp_connection(server):
