@@ -48,7 +48,7 @@ class Runtime:
         self.settings = settings
         self.stats = Stats()
         wired = build.wiring(settings, self.stats)
-        self.cache = Cache(settings.cache.size)
+        self.cache = Cache(settings.cache.size, settings.cache.max_bytes)
         self.handler = Handler(self.cache, wired.options, stats=self.stats)
         self.listeners = Listeners(self.handler, wired.access, wired.limits, self.stats)
         self.health = HealthChecker(lambda: self.handler.options.router.groups(),

@@ -138,8 +138,9 @@ class Reloader:
         runtime = self.server.runtime
         flushed = zones_to_flush(runtime.router, wired.router, runtime.cache)
         carry_over_health(runtime.router, wired.router, runtime.stats)
-        runtime.cache = runtime.handler.cache = _resized(
-            runtime.cache, runtime.settings.cache.size, settings.cache.size, flushed)
+        if flushed:
+            runtime.cache.flush(zones=flushed)
+        runtime.cache.resize(settings.cache.size, settings.cache.max_bytes)
         build.apply(runtime, wired)
         runtime.settings = dataclasses.replace(
             settings, server=dataclasses.replace(settings.server, user=runtime.settings.server.user,
@@ -152,18 +153,6 @@ class Reloader:
         for host, port in removed:
             listeners.close(host, port)
             log.info("stopped listening on %s", _show([(host, port)]))
-
-
-def _resized(cache: Cache, old_size: int, size: int, flushed: set[str]) -> Cache:
-    """The same cache minus the flushed zones, or a new one of the new size with the rest."""
-    if flushed:
-        cache.flush(zones=flushed)
-    if size == old_size:
-        return cache
-    resized = Cache(size, now=cache.now)
-    for key, entry in cache.items()[-size:] if size > 0 else []:
-        resized.put(key, entry)
-    return resized
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> str:

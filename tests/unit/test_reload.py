@@ -50,6 +50,7 @@ CHANGES: dict[str, object] = {
     "upstream.health_interval": 1.0,
     "zones": (ZONE, ZoneSettings(name="dev.example", servers=("192.0.2.8",))),
     "cache.size": 500,
+    "cache.max_bytes": 2 * 1024 * 1024,
     "cache.shuffle": False,
     "cache.shuffle_srv": False,
     "cache.prefetch": True,
@@ -126,7 +127,7 @@ def observe(server: app.Server) -> dict:
         "rate": (access.rate, access.burst) if access is not acl else None,
         "limits": runtime.listeners.tcp.limits,
         "health_interval": runtime.health.interval,
-        "cache_size": runtime.cache._entries.maxsize,
+        "cache_size": (runtime.cache.size, runtime.cache.max_bytes),
         "log": (root.level, [type(h.formatter).__name__ for h in root.handlers]),
         "admin": server.admin_listen,
         "listening": sorted(str(s.getsockname()[0]) for s in
