@@ -17,7 +17,7 @@ import signal
 from consuldns import __version__, address
 from consuldns.dns import wire
 from consuldns.consul.ready import agent_ready
-from consuldns.ops import build, logs
+from consuldns.ops import build, descriptors, logs
 from consuldns.ops.admin import AdminServer
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.privileges import PrivilegeError, drop_privileges
@@ -77,6 +77,7 @@ def run(settings: Settings, source: ConfigSource | None = None) -> int:
     """Serve until told to stop; the process exit code."""
     tune_garbage_collector()
     logs.configure(settings.log)
+    descriptors.prepare(settings)
     runner = uvloop.run if uvloop is not None else asyncio.run
     if settings.server.workers > 1:  # N processes on one port (SO_REUSEPORT), see workers.py
         return supervise(settings.server.workers,

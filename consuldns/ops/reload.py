@@ -19,7 +19,7 @@ from consuldns import address
 from consuldns.address import Address
 from consuldns.dns import wire
 from consuldns.errors import ConfigError
-from consuldns.ops import build
+from consuldns.ops import build, descriptors
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.settings import Settings
 from consuldns.serve.cache import Cache
@@ -99,6 +99,7 @@ class Reloader:
         await self.server.apply_admin(settings)
         runtime.stats.reloads["success"] += 1
         runtime.stats.last_reload_ok = True
+        descriptors.warn_unless_fit(settings)
         log.info("configuration reloaded: %s; listeners added %s, removed %s; routes: %s",
                  _flushed_text(flushed), _show(added), _show(removed),
                  build.describe_routes(wired.router))

@@ -13,7 +13,7 @@ import secrets
 import time
 
 from consuldns.dns import wire
-from consuldns.errors import UpstreamError, UpstreamTimeout
+from consuldns.errors import OutOfSockets, UpstreamError, UpstreamTimeout
 from consuldns.upstream.transport import Answer, Question, Server, Transport
 
 log = logging.getLogger("consuldns.upstream")
@@ -59,6 +59,8 @@ class Group:
             share = remaining / (len(servers) - index)
             try:
                 answer = await self.transport.ask(server, question, share, self.now)
+            except OutOfSockets:
+                raise  # this process is out of descriptors: no server is to blame
             except UpstreamError as exc:
                 self._failed(server)
                 last_error = exc

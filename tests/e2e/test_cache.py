@@ -14,11 +14,10 @@ import dns.rrset
 import pytest
 
 from consuldns.cli import adminclient
-from tests.e2e.client import addresses, ask
+from tests.e2e.client import addresses, ask, scrape
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
-from tests.e2e.test_operations import scrape
 
 SOA = "ns.cache.test. hostmaster.cache.test. 1 3600 600 86400 {minimum}"
 

@@ -112,8 +112,11 @@ def start_consuldns(
     place: Place = HOST,
     timeout: float = 10.0,
     env: dict[str, str] | None = None,
+    command_prefix: Sequence[str] = (),
 ) -> ConsulDNS:
     """Start `consuldns serve` and wait until it answers a DNS query (any rcode counts).
+
+    `command_prefix` runs the server through another command, e.g. `prlimit --nofile=N --`.
 
     `config` is TOML text written to workdir/consuldns.toml and passed as --config.
     `user` is passed as --user; as root the product otherwise drops to nobody, which cannot
@@ -127,7 +130,7 @@ def start_consuldns(
     admin_port = place.call(free_tcp_port, host) if admin else None
 
     def build(chosen: int) -> list[str]:
-        return serve_argv(
+        return [*command_prefix, *serve_argv(
             format_address(host, chosen),
             consul,
             upstreams,
@@ -135,7 +138,7 @@ def start_consuldns(
             # Without an admin port asked for, none: parallel servers would fight over 9153.
             admin=format_address(host, admin_port) if admin_port else "off",
             extra_args=[*(["--user", user] if user else []), *extra_args],
-        )
+        )]
 
     ready = _ready(host, admin_port, timeout)
     proc, chosen = launch(
