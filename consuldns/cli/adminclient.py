@@ -53,5 +53,6 @@ def _call(address: str, method: str, path: str) -> dict:
     if response.status == 400:
         raise ValueError(document.get("error", "bad request"))
     if response.status != 200:
-        raise AdminUnreachable(f"{address}: HTTP {response.status}")
+        raise AdminUnreachable(f"{address}: HTTP {response.status}: "
+                               f"{document.get('error', 'no reason given')}")
     return document

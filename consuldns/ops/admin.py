@@ -19,12 +19,14 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from consuldns import address
 from consuldns.consul.ready import agent_ready
 from consuldns.dns import wire
-from consuldns.ops import cacheview, metrics
+from consuldns.ops import cacheview, fleet, metrics
+from consuldns.ops.fleet import Fleet
 
 log = logging.getLogger("consuldns.admin")
 
@@ -32,6 +34,7 @@ HEAD_LIMIT = 16384
 REQUEST_TIMEOUT = 2.0
 BODY_LIMIT = 65536
 MAX_CONNECTIONS = 16
+FLEET_PATHS = ("/metrics", "/cache", "/cache/flush")  # answered for every worker
 MUTATION_HEADER = "X-Consuldns-Admin"  # any value; consuldns's own CLI sends it
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -49,10 +52,12 @@ class Request:
 
 
 class Gate:
-    """Who may use one listener: how many connections at once, and with which Host."""
+    """Who may use one listener: how many connections at once, and with which Host. The
+    public listener is on host:port; a worker's private unix socket has no host."""
 
     def __init__(self, host: str | None = None, port: int = 0):
         self.open = 0
+        self.public = host is not None
         self.hosts = None if host is None else accepted_hosts(host, port)
         self.any_ip_port = port if host in ("0.0.0.0", "::") else None
 
@@ -108,12 +113,15 @@ class Response:
 
 
 class AdminServer:
-    """Serves the admin endpoints for one Runtime (read live, so reloads show at once)."""
+    """Serves the admin endpoints for one Runtime (read live, so reloads show at once). With
+    a fleet (the worker in slot 0 of several), the public listener answers for them all."""
 
-    def __init__(self, runtime) -> None:
+    def __init__(self, runtime, fleet: Fleet | None = None) -> None:
         self.runtime = runtime
+        self.fleet = fleet
         self.registry = metrics.registry_for(runtime)
         self._server: asyncio.Server | None = None
+        self._private: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> bool:
         """Listen; on failure log why and return False (DNS keeps serving without it)."""
@@ -128,10 +136,30 @@ class AdminServer:
                  address.show(host, port))
         return True
 
+    async def start_private(self, path: Path) -> bool:
+        """Serve this worker's own endpoints on a unix socket (workers = N)."""
+        try:
+            path.unlink(missing_ok=True)  # left by the worker this one replaces
+            self._private = await asyncio.start_unix_server(partial(self._serve, Gate()),
+                                                            str(path), limit=HEAD_LIMIT)
+        except OSError as exc:
+            log.warning("admin socket %s not started: %s; /metrics and /cache/flush on the "
+                        "admin port leave this worker out", path, exc.strerror or exc)
+            return False
+        return True
+
     async def stop(self) -> None:
+        """Stop the public listener (a reload may start it elsewhere)."""
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    async def stop_all(self) -> None:
+        """Stop every listener (shutdown)."""
+        await self.stop()
+        if self._private is not None:
+            self._private.close()
+            self._private = None
 
     async def _serve(self, gate: Gate, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
@@ -154,7 +182,8 @@ class AdminServer:
                 if refusal is not None:
                     response = Response.text(403, refusal + "\n")
                 else:
-                    response = await self.dispatch(request.method, request.target)
+                    everyone = gate.public and self.fleet is not None
+                    response = await self.dispatch(request.method, request.target, everyone)
             except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
                 response = Response.text(400, "bad request\n")
             except TimeoutError:
@@ -169,8 +198,8 @@ class AdminServer:
         finally:
             writer.close()
 
-    async def dispatch(self, method: str, target: str) -> Response:
-        """The response to one request."""
+    async def dispatch(self, method: str, target: str, everyone: bool = False) -> Response:
+        """The response to one request; for every worker when `everyone` (ops/fleet.py)."""
         url = urlsplit(target)
         params = {key: values[-1] for key, values in parse_qs(url.query).items()}
         routes = {
@@ -183,7 +212,29 @@ class AdminServer:
         allowed, endpoint = routes[url.path]
         if method != allowed:
             return Response.text(405, f"{url.path} takes {allowed}\n")
+        if everyone and url.path in FLEET_PATHS:
+            return await self._for_everyone(url.path, method, target)
         return await endpoint(params)
+
+    async def _for_everyone(self, path: str, method: str, target: str) -> Response:
+        """Ask every worker on its private socket and merge their answers."""
+        replies = await self.fleet.ask_all(method, target)
+        failed = next((r for r in replies if r is not None and r[0] != 200), None)
+        if failed is not None:  # a bad name: every worker says the same
+            return Response(failed[0], failed[1], "application/json")
+        bodies, missing = fleet.answered(replies), fleet.missing(replies)
+        if path == "/metrics":
+            return Response(200, fleet.merge_metrics(bodies), metrics.CONTENT_TYPE)
+        if not bodies:
+            return Response.json(503, {"error": "no worker answered"})
+        if path == "/cache":
+            return Response.json(200, fleet.merge_lookup(bodies, replies))
+        result = fleet.merge_flush(bodies, len(replies))
+        if missing:
+            result["error"] = (f"worker(s) {', '.join(map(str, missing))} did not answer: "
+                               "their caches were not flushed; try again")
+            return Response.json(503, result)
+        return Response.json(200, result)
 
     async def _index(self, params: dict) -> Response:
         return Response.text(200, INDEX)

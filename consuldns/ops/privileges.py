@@ -17,6 +17,17 @@ class PrivilegeError(ConsulDNSError):
     """The process could not switch to the configured user."""
 
 
+def switched_ids(user: str) -> tuple[int, int] | None:
+    """(uid, gid) that drop_privileges(user) will switch to; None when it will not switch."""
+    if os.geteuid() != 0 or user == "root":
+        return None
+    try:
+        entry = pwd.getpwnam(user or DEFAULT_USER_FOR_ROOT)
+    except KeyError:
+        return None  # drop_privileges refuses to start
+    return entry.pw_uid, entry.pw_gid
+
+
 def drop_privileges(user: str) -> None:
     """Switch to user (default nobody when running as root); a no-op when not root.
 
