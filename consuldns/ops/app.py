@@ -21,7 +21,12 @@ from consuldns.ops import build, descriptors, logs
 from consuldns.ops.admin import AdminServer
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.fleet import Fleet
-from consuldns.ops.privileges import PrivilegeError, drop_privileges, switched_ids
+from consuldns.ops.privileges import (
+    PrivilegeError,
+    drop_privileges,
+    prepare_switch,
+    switched_ids,
+)
 from consuldns.ops.reload import Reloader
 from consuldns.ops.settings import ADMIN_OFF, Settings
 from consuldns.serve.cache import Cache
@@ -78,6 +83,11 @@ def run(settings: Settings, source: ConfigSource | None = None) -> int:
     """Serve until told to stop; the process exit code."""
     tune_garbage_collector()
     logs.configure(settings.log)
+    try:
+        prepare_switch(settings.server.user)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return 1
     descriptors.prepare(settings)
     runner = uvloop.run if uvloop is not None else asyncio.run
     source = source or ConfigSource()
