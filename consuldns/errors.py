@@ -31,3 +31,8 @@ class UpstreamError(ConsulDNSError):
 
 class UpstreamTimeout(UpstreamError):
     """The query's deadline passed before any server answered."""
+
+
+class OutOfSockets(UpstreamError):
+    """This process could not open a socket (EMFILE, ENFILE): no server was asked, so none
+    is to blame. The client still gets SERVFAIL or a stale answer."""

@@ -10,6 +10,8 @@ from consuldns import address as hostport
 from consuldns.errors import ConsulDNSError
 
 TIMEOUT = 3.0
+# ops/admin.MUTATION_HEADER, spelled out so the CLI does not load the server's modules.
+MUTATION_HEADER = "X-Consuldns-Admin"
 
 
 class AdminUnreachable(ConsulDNSError):
@@ -34,7 +36,8 @@ def _call(address: str, method: str, path: str) -> dict:
     host, port = hostport.parse(address)
     connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
     try:
-        connection.request(method, path)
+        # Mutations need this header: a browser cannot send it cross-site (ops/admin.py).
+        connection.request(method, path, headers={MUTATION_HEADER: "1"})
         response = connection.getresponse()
         body = response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -50,5 +53,6 @@ def _call(address: str, method: str, path: str) -> dict:
     if response.status == 400:
         raise ValueError(document.get("error", "bad request"))
     if response.status != 200:
-        raise AdminUnreachable(f"{address}: HTTP {response.status}")
+        raise AdminUnreachable(f"{address}: HTTP {response.status}: "
+                               f"{document.get('error', 'no reason given')}")
     return document

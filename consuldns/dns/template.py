@@ -66,18 +66,32 @@ class Template:
         return records
 
 
-_INTERNED: dict = {}
-_INTERN_LIMIT = 65536
+_SHARED: dict = {}
+SHARED_LIMIT = 4096  # values kept for sharing; the table is emptied when it fills
+SHARED_MAX_ITEMS = 8  # longer tuples are rarely equal between replies: never kept
 
 
 def intern(value):
-    """Share equal small tuples and bytes between templates (TTLs, offsets, counts)."""
-    shared = _INTERNED.get(value)
+    """Share equal small tuples and bytes between templates (TTLs, offsets, counts).
+
+    Only small values are kept, at most SHARED_LIMIT of them: the table must never hold
+    memory the cache has let go (cache.max_bytes counts every entry as if nothing were
+    shared). Emptying it frees only what no template uses any more.
+    """
+    if len(value) > SHARED_MAX_ITEMS:
+        return value
+    shared = _SHARED.get(value)
     if shared is not None:
         return shared
-    if len(_INTERNED) < _INTERN_LIMIT:
-        _INTERNED[value] = value
+    if len(_SHARED) >= SHARED_LIMIT:
+        _SHARED.clear()
+    _SHARED[value] = value
     return value
+
+
+def forget_shared() -> None:
+    """Empty the sharing table (the whole cache was flushed)."""
+    _SHARED.clear()
 
 
 class _Compressor:

@@ -18,17 +18,23 @@ from consuldns import __version__, address
 from consuldns.consul.ready import agent_ready
 from consuldns.consul.watch import Watcher, WatchSettings
 from consuldns.dns import wire
-from consuldns.ops import build, logs
+from consuldns.ops import build, descriptors, logs
 from consuldns.ops.admin import AdminServer
 from consuldns.ops.config import ConfigSource
-from consuldns.ops.privileges import PrivilegeError, drop_privileges
+from consuldns.ops.fleet import Fleet
+from consuldns.ops.privileges import (
+    PrivilegeError,
+    drop_privileges,
+    prepare_switch,
+    switched_ids,
+)
 from consuldns.ops.reload import Reloader
 from consuldns.ops.settings import ADMIN_OFF, Settings
-from consuldns.ops.workers import supervise
 from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
 from consuldns.serve.listeners import Listeners, bind
 from consuldns.serve.stats import Stats
+from consuldns.ops.workers import Worker, supervise
 from consuldns.upstream.health import HealthChecker
 
 try:
@@ -49,7 +55,7 @@ class Runtime:
         self.settings = settings
         self.stats = Stats()
         wired = build.wiring(settings, self.stats)
-        self.cache = Cache(settings.cache.size)
+        self.cache = Cache(settings.cache.size, settings.cache.max_bytes)
         self.handler = Handler(self.cache, wired.options, stats=self.stats)
         self.listeners = Listeners(self.handler, wired.access, wired.limits, self.stats)
         self.health = HealthChecker(lambda: self.handler.options.router.groups(),
@@ -88,19 +94,33 @@ def run(settings: Settings, source: ConfigSource | None = None) -> int:
     """Serve until told to stop; the process exit code."""
     tune_garbage_collector()
     logs.configure(settings.log)
+    try:
+        prepare_switch(settings.server.user)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return 1
+    descriptors.prepare(settings)
     runner = uvloop.run if uvloop is not None else asyncio.run
+    source = source or ConfigSource()
     if settings.server.workers > 1:  # N processes on one port (SO_REUSEPORT), see workers.py
         return supervise(settings.server.workers,
-                         lambda: runner(Server(settings, source or ConfigSource()).serve()))
-    return runner(Server(settings, source or ConfigSource()).serve())
+                         lambda worker: runner(Server(settings, source, worker).serve()),
+                         owner=switched_ids(settings.server.user))
+    return runner(Server(settings, source).serve())
 
 
 class Server:
-    """One serving process: DNS listeners, admin listener, health probes, signals, reload."""
+    """One serving process: DNS listeners, admin listener, health probes, signals, reload.
+    As one of several workers it also serves the admin endpoints on its private socket, and
+    only the worker in slot 0 owns the public admin port (answering for all)."""
 
-    def __init__(self, settings: Settings, source: ConfigSource):
+    def __init__(self, settings: Settings, source: ConfigSource, worker: Worker | None = None):
+        if worker is not None:
+            logs.set_worker(worker.slot)
+        self.worker = worker
         self.runtime = Runtime(settings)
-        self.admin = AdminServer(self.runtime)
+        owns_port = worker is not None and worker.slot == 0
+        self.admin = AdminServer(self.runtime, Fleet(worker) if owns_port else None)
         self.admin_listen = ""
         self.reloader = Reloader(self, source)
         self._reloading: asyncio.Task | None = None
@@ -119,6 +139,8 @@ class Server:
         except PrivilegeError as exc:
             log.error("%s", exc)
             return 1
+        if self.worker is not None:  # after the switch: the socket belongs to that user
+            await self.admin.start_private(self.worker.socket_path(self.worker.slot))
         stop = self._install_signals()
         self.runtime.health.start()
         await self._check_agent()  # before answering anyone: the agent sees it first
@@ -131,7 +153,7 @@ class Server:
         log.info("stopping: draining in-flight queries")
         self.runtime.health.stop()
         await self.runtime.watcher.stop()
-        await self.admin.stop()
+        await self.admin.stop_all()
         await self.runtime.listeners.stop(DRAIN_TIMEOUT)
         log.info("stopped")
         return 0
@@ -169,7 +191,10 @@ class Server:
             log.exception("reload failed unexpectedly; the previous configuration stays")
 
     async def apply_admin(self, settings: Settings) -> None:
-        """Start, move or stop the admin listener to match settings.admin.listen."""
+        """Start, move or stop the admin listener to match settings.admin.listen (only the
+        worker in slot 0 has it)."""
+        if self.worker is not None and self.worker.slot != 0:
+            return
         wanted = settings.admin.listen
         if wanted == self.admin_listen:
             return

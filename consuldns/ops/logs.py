@@ -1,4 +1,7 @@
-"""Logging: to stderr as text, or one JSON object per line (`[log] format = "json"`)."""
+"""Logging: to stderr as text, or one JSON object per line (`[log] format = "json"`).
+
+With `workers = N` every line of a worker names it (`[worker 1]`, JSON `"worker": 1`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,25 @@ import time
 
 from consuldns.ops.settings import LogSettings
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(worker)s: %(message)s"
+_worker: int | None = None  # this process's slot, when it is one of several workers
+
+
+def set_worker(slot: int) -> None:
+    """From now on, every line this process logs names worker `slot`."""
+    global _worker
+    _worker = slot
+
+
+def _tag_worker(record: logging.LogRecord) -> bool:
+    record.worker = "" if _worker is None else f" [worker {_worker}]"
+    return True
 
 
 def configure(settings: LogSettings) -> None:
     """Root logging to stderr with the level and format of `settings` (start-up and reload)."""
     handler = logging.StreamHandler()
+    handler.addFilter(_tag_worker)
     if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -38,6 +54,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
+        if _worker is not None:
+            document["worker"] = _worker
         query = getattr(record, "query", None)
         if query is not None:
             document.update(query)

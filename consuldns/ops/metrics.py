@@ -118,8 +118,10 @@ class StatsCollector:
         yield misses
         yield _counter("consuldns_cache_stale", "Stale answers served because upstream failed "
                        "(RFC 8767).", stats.stale)
-        yield _counter("consuldns_cache_evictions", "Entries evicted to keep cache.size.",
-                       cache.evictions)
+        yield _counter("consuldns_cache_evictions", "Entries evicted to stay within cache.size "
+                       "and cache.max_bytes.", cache.evictions)
+        yield _counter("consuldns_cache_oversize", "Answers not cached because one would take "
+                       "over a sixteenth of cache.max_bytes.", cache.oversize)
         yield _counter("consuldns_cache_refreshes", "Background refreshes (prefetch, stale "
                        "recheck) that got an answer.", stats.refreshes)
         yield _counter("consuldns_cache_coalesced", "Queries that shared another query's "
@@ -131,6 +133,8 @@ class StatsCollector:
                        "deadline (the client had its SERVFAIL or stale answer) and were "
                        "cached for its retry.", stats.late_answers)
         yield _gauge("consuldns_cache_entries", "Entries in the cache.", len(cache))
+        yield _gauge("consuldns_cache_bytes", "Bytes the cache's entries hold, as counted "
+                     "against cache.max_bytes.", cache.bytes)
 
     def _upstreams(self) -> Iterator[Metric]:
         stats = self.runtime.stats

@@ -19,7 +19,7 @@ from consuldns import address
 from consuldns.address import Address
 from consuldns.dns import wire
 from consuldns.errors import ConfigError
-from consuldns.ops import build
+from consuldns.ops import build, descriptors
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.settings import Settings
 from consuldns.serve.cache import Cache
@@ -99,6 +99,7 @@ class Reloader:
         await self.server.apply_admin(settings)
         runtime.stats.reloads["success"] += 1
         runtime.stats.last_reload_ok = True
+        descriptors.warn_unless_fit(settings)
         log.info("configuration reloaded: %s; listeners added %s, removed %s; routes: %s",
                  _flushed_text(flushed), _show(added), _show(removed),
                  build.describe_routes(wired.router))
@@ -138,8 +139,9 @@ class Reloader:
         runtime = self.server.runtime
         flushed = zones_to_flush(runtime.router, wired.router, runtime.cache)
         carry_over_health(runtime.router, wired.router, runtime.stats)
-        runtime.cache = runtime.handler.cache = _resized(
-            runtime.cache, runtime.settings.cache.size, settings.cache.size, flushed)
+        if flushed:
+            runtime.cache.flush(zones=flushed)
+        runtime.cache.resize(settings.cache.size, settings.cache.max_bytes)
         build.apply(runtime, wired)
         runtime.settings = dataclasses.replace(
             settings, server=dataclasses.replace(settings.server, user=runtime.settings.server.user,
@@ -152,18 +154,6 @@ class Reloader:
         for host, port in removed:
             listeners.close(host, port)
             log.info("stopped listening on %s", _show([(host, port)]))
-
-
-def _resized(cache: Cache, old_size: int, size: int, flushed: set[str]) -> Cache:
-    """The same cache minus the flushed zones, or a new one of the new size with the rest."""
-    if flushed:
-        cache.flush(zones=flushed)
-    if size == old_size:
-        return cache
-    resized = Cache(size, now=cache.now)
-    for key, entry in cache.items()[-size:] if size > 0 else []:
-        resized.put(key, entry)
-    return resized
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> str:

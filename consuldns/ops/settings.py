@@ -87,6 +87,7 @@ ZoneCacheSettings = CachePolicy
 @dataclass(frozen=True)
 class CacheSettings:
     size: int = 100000
+    max_bytes: int = 64 * 1024 * 1024
     shuffle: bool = True
     shuffle_srv: bool = True
     prefetch: bool = False

@@ -20,6 +20,7 @@ from consuldns.ops.settings import Settings, ZoneCacheSettings
 from consuldns.upstream.transport import parse_server
 
 Report = Callable[[str, str], None]
+MIN_CACHE_BYTES = 1024 * 1024
 
 
 def problems_of(settings: Settings) -> list[str]:
@@ -212,6 +213,9 @@ def _check_cache(settings: Settings, report: Report) -> None:
     cache = settings.cache
     if cache.size < 0:
         report("cache.size", "must be 0 (off) or a number of entries")
+    if cache.max_bytes < MIN_CACHE_BYTES:
+        report("cache.max_bytes", f"must be at least {MIN_CACHE_BYTES} (1 MiB); the default "
+               "is 67108864 (64 MiB). To turn the cache off set cache.size = 0")
     _check_zone_cache("cache.consul", cache.consul, report)
     _check_zone_cache("cache.default", cache.default, report)
     zone_names = {_fold(zone.name) for zone in settings.zones}

@@ -7,6 +7,12 @@ forwards SIGTERM, SIGINT and SIGHUP to every worker, restarts a worker that dies
 serving, and exits with the workers' status once they have all stopped. A worker that fails
 while starting (a port already taken, say) stops the whole server: restarting it would fail
 the same way.
+
+Operators see one server: each worker gets a slot number (a replacement takes the slot of
+the worker it replaces) and the private directory the supervisor made for them all (owned by
+the user the workers drop to; removed when the supervisor exits). Every worker serves the
+admin endpoints on its own unix socket there; the worker in slot 0 also owns the public admin
+port and answers it for all of them (ops/fleet.py).
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger("consuldns.workers")
 
@@ -28,12 +38,28 @@ RESTART_WINDOW = 60.0
 PR_SET_PDEATHSIG = 1
 
 
+@dataclass(frozen=True)
+class Worker:
+    """Who a worker is: its slot among `count`, and the directory of their private sockets."""
+
+    slot: int
+    count: int
+    directory: Path
+
+    def socket_path(self, slot: int) -> Path:
+        """The unix socket on which the worker in `slot` serves the admin endpoints."""
+        return self.directory / f"worker-{slot}.sock"
+
+
 class Supervisor:
     """Forks, watches and stops the workers; one instance per serving process tree."""
 
-    def __init__(self, count: int, serve_one: Callable[[], int]):
+    def __init__(self, count: int, serve_one: Callable[[Worker], int],
+                 owner: tuple[int, int] | None = None):
         self.count = count
         self.serve_one = serve_one
+        self.owner = owner  # (uid, gid) the workers switch to, to own their directory
+        self.directory = Path(".")
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started)
         self.stopping = False
         self.restarts: list[float] = []
@@ -41,17 +67,21 @@ class Supervisor:
 
     def run(self) -> int:
         previous = {signum: signal.signal(signum, self._forward) for signum in FORWARDED}
+        self.directory = Path(tempfile.mkdtemp(prefix="consuldns-workers-"))
         try:
+            if self.owner is not None:
+                os.chown(self.directory, *self.owner)
             for slot in range(self.count):
                 self._spawn(slot)
-            log.info("supervising %d workers (pids %s)", self.count,
-                     " ".join(str(pid) for pid in self.children))
+            log.info("supervising %d workers (pids %s); their admin sockets are in %s",
+                     self.count, " ".join(str(pid) for pid in self.children), self.directory)
             while self.children:
                 pid, wait_status = os.wait()  # PEP 475: retried after a signal handler ran
                 self._reap(pid, os.waitstatus_to_exitcode(wait_status))
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            shutil.rmtree(self.directory, ignore_errors=True)
         return self.status
 
     # ------------------------------------------------------------ workers
@@ -63,12 +93,13 @@ class Supervisor:
         try:
             pid = os.fork()
             if pid == 0:
-                self._become_worker(parent)  # never returns
+                self._become_worker(parent, Worker(slot, self.count, self.directory))
             self.children[pid] = (slot, time.monotonic())
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
-    def _become_worker(self, parent: int) -> None:
+    def _become_worker(self, parent: int, worker: Worker) -> None:
+        """Run the server in this forked child; never returns."""
         code = 1
         try:
             for signum in STOPPING:
@@ -78,11 +109,11 @@ class Supervisor:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-            code = self.serve_one()
+            code = self.serve_one(worker)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
-            log.exception("worker %d failed", os.getpid())
+            log.exception("worker %d (slot %d) failed", os.getpid(), worker.slot)
         finally:
             logging.shutdown()
             sys.stdout.flush()
@@ -144,6 +175,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def supervise(count: int, serve_one: Callable[[], int]) -> int:
-    """Run serve_one in `count` forked workers until they stop; the exit code."""
-    return Supervisor(count, serve_one).run()
+def supervise(count: int, serve_one: Callable[[Worker], int],
+              owner: tuple[int, int] | None = None) -> int:
+    """Run serve_one in `count` forked workers until they stop; the exit code. `owner` is the
+    (uid, gid) the workers will run as, when they drop root."""
+    return Supervisor(count, serve_one, owner).run()

@@ -32,6 +32,7 @@ from consuldns.serve.stats import Stats
 log = logging.getLogger("consuldns.handler")
 
 PARSED_MEMO_SIZE = 4096  # distinct query byte strings remembered (cleared when full)
+MEMO_REPLY_LIMIT = 1500  # larger replies are shaped at each hit: the memo stays under 6 MiB
 Deliver = Callable[[bytes], None]  # sends one reply; b"" means there is none to send
 
 # Cache states written to the query log.
@@ -157,8 +158,10 @@ class Handler:
             return self._shape(entry.template, entry.body_at(now), query, tcp)
         age = int(now - entry.stored)
         if known.entry is not entry or known.age != age or known.tcp is not tcp:
-            known.remember(entry, age, tcp,
-                           self._shape(entry.template, entry.body_at(now), query, tcp))
+            reply = self._shape(entry.template, entry.body_at(now), query, tcp)
+            if len(reply) > MEMO_REPLY_LIMIT:
+                return reply
+            known.remember(entry, age, tcp, reply)
         elif known.reply[2] & 0x02:
             self.stats.truncated += 1
         return known.reply

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from consuldns.dns import wire
-from consuldns.errors import UpstreamError, UpstreamTimeout
+from consuldns.errors import OutOfSockets, UpstreamError, UpstreamTimeout
 from consuldns.upstream.transport import Answer, Question, Server, Transport
 
 log = logging.getLogger("consuldns.upstream")
@@ -63,6 +63,8 @@ class Group:
             try:
                 answer = await self.transport.ask(server, question, share, self.now,
                                                   self._usable_late(server, late))
+            except OutOfSockets:
+                raise  # this process is out of descriptors: no server is to blame
             except UpstreamError as exc:
                 self._failed(server)
                 last_error = exc

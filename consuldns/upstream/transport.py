@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from consuldns import address
 from consuldns.dns import wire
-from consuldns.errors import MalformedPacket, UpstreamError, UpstreamTimeout
+from consuldns.errors import MalformedPacket, OutOfSockets, UpstreamError, UpstreamTimeout
 
 RECEIVE_BUFFER = 65535  # upstream UDP replies can exceed what was advertised (consul#9945)
 PROBE_EDNS_SIZE = 1232
@@ -303,6 +303,8 @@ async def _with_oserror(coroutine):
     except TimeoutError:
         raise UpstreamTimeout("no reply in time") from None
     except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise OutOfSockets(f"cannot open a socket: {exc.strerror}") from None
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
             raise UpstreamError(f"unreachable: {exc.strerror}") from None
         raise UpstreamError(f"socket error: {exc}") from None

@@ -6,6 +6,7 @@ Floods are bounded in count and time and go to loopback only.
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import struct
@@ -20,10 +21,11 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.client import addresses, ask, read_frame, tcp_frame
+from tests.e2e.client import addresses, ask, http, read_frame, scrape, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
+from tests.harness.tools import need
 
 
 @pytest.fixture
@@ -329,3 +331,112 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+# ------------------------------------------------------------ descriptors and the admin port
+
+
+def test_idle_admin_connections_cannot_take_the_descriptors_dns_needs(consuldns_server,
+                                                                     fakes):
+    """ulimit -n 256: 400 idle connections to the admin port, then DNS misses over UDP and
+    TCP are still answered and the upstream is still up (no EMFILE counted against it)."""
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.77"], ttl=0))
+    server = consuldns_server(upstreams=[fake], admin=True,
+                              command_prefix=[need("prlimit", "util-linux"), "--nofile=256",
+                                              "--"])
+    assert open_files_limit(server.pid) == (256, 256)
+    idle = []
+    try:
+        for _ in range(400):
+            try:
+                idle.append(socket.create_connection((server.host, server.admin_port),
+                                                     timeout=2))
+            except OSError:
+                pass  # refused or reset: what matters is what DNS gets next
+        for i in range(30):
+            reply = ask(server, f"miss{i}.fd.test", tcp=i % 3 == 0, timeout=3)
+            assert reply.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(reply.rcode())
+            assert addresses(reply) == ["192.0.2.77"]
+    finally:
+        for conn in idle:
+            conn.close()
+    up = ("consuldns_upstream_up", frozenset({("group", "default"), ("server", fake.address)}))
+    assert wait_until(lambda: _scraped(server).get(up) == 1, timeout=5)
+    assert "Too many open files" not in server.log_text()
+
+
+def _scraped(server) -> dict:
+    try:
+        return scrape(server)
+    except (OSError, AssertionError):
+        return {}
+
+
+def test_admin_connections_over_the_cap_are_closed_at_once(consuldns_server):
+    server = consuldns_server(admin=True)
+    held = [socket.create_connection((server.host, server.admin_port), timeout=2)
+            for _ in range(16)]
+    try:
+        extra = socket.create_connection((server.host, server.admin_port), timeout=2)
+        extra.settimeout(1)
+        assert extra.recv(1) == b""  # closed without a word
+        extra.close()
+        started = time.monotonic()
+        assert held[0].recv(1) == b""  # an idle connection is closed after 2 s
+        assert time.monotonic() - started < 3
+    finally:
+        for conn in held:
+            conn.close()
+    assert wait_until(lambda: http(server.admin_url + "/health")[0] == 200)
+
+
+def open_files_limit(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/limits") as limits:
+        line = next(line for line in limits if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_start_raises_the_open_files_limit_and_warns_when_the_caps_do_not_fit(
+        consuldns_server):
+    prlimit = need("prlimit", "util-linux")
+    roomy = consuldns_server(command_prefix=[prlimit, "--nofile=512:4096", "--"])
+    assert open_files_limit(roomy.pid) == (4096, 4096)
+    assert "open-files limit raised from 512 to 4096" in roomy.log_text()
+    assert "is below what the caps may need" not in roomy.log_text()
+    roomy.stop()
+    tight = consuldns_server(command_prefix=[prlimit, "--nofile=1024", "--"])
+    warnings = [line for line in tight.log_text().splitlines()
+                if "open-files limit 1024 is below what the caps may need" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0]
+    for part in ("server.max_inflight 1000", "server.max_tcp_connections 200", "LimitNOFILE",
+                 "ulimit -n"):
+        assert part in warnings[0]
+    assert addresses(ask(tight, zone.WWW.name)) == list(zone.WWW.values)
+
+
+# ------------------------------------------------------------------ browsers kept out
+
+
+def test_the_admin_port_refuses_what_a_browser_page_could_send(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.8"], ttl=300))
+    server = consuldns_server(upstreams=[fake], admin=True)
+    ask(server, "private.admin.test")
+    port = server.admin_port
+    cached = server.admin_url + "/cache?name=private.admin.test"
+    flush = server.admin_url + "/cache/flush"
+    # DNS rebinding: the page's own name, resolved to 127.0.0.1, is the Host.
+    assert http(cached, headers={"Host": f"evil.example:{port}"})[0] == 403
+    # A cross-site fetch or form carries an Origin header.
+    assert http(cached, headers={"Origin": "http://evil.example"})[0] == 403
+    status, body = http(flush, "POST", headers={"Origin": "http://evil.example",
+                                                "X-Consuldns-Admin": "1"})
+    assert status == 403 and "Origin" in body
+    # A simple POST (what a form can send) lacks the header mutations need.
+    status, body = http(flush, "POST", headers={})
+    assert status == 403 and "X-Consuldns-Admin" in body
+    assert json.loads(http(cached)[1])["state"] == "fresh"  # nothing was flushed
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert http(cached, headers={"Host": host})[0] == 200, host
+    assert http(flush, "POST")[0] == 200  # with the header, as `consuldns cache flush` sends
+    assert json.loads(http(cached)[1])["state"] == "miss"

@@ -6,12 +6,15 @@ import collections
 import threading
 import time
 
+import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataset
 import dns.rrset
 import pytest
 
-from tests.e2e.client import addresses, ask
+from consuldns.cli import adminclient
+from tests.e2e.client import addresses, ask, scrape
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
@@ -231,3 +234,55 @@ def test_prefetch_refreshes_a_hot_entry_before_it_expires(consuldns_server, fake
         time.sleep(0.1)
     assert queries_for(fake, "hot.cache.test.") >= 2
     assert 0 not in ttls  # the entry was renewed before it ran out
+
+
+# ------------------------------------------------------------------ memory bounded in bytes
+
+BIG_TXT = dns.rdataset.from_text_list("IN", "TXT", 3600, [f'"{i:03d}{"x" * 246}"'
+                                                           for i in range(240)])  # 60 KB
+
+
+def big_txt_over_tcp(query, transport):
+    """TC over UDP; over TCP a 60 KB TXT answer (the largest kind a cache can be fed)."""
+    reply = dns.message.make_response(query)
+    if transport == "udp":
+        reply.flags |= dns.flags.TC
+        return reply.to_wire()
+    answer = dns.rrset.RRset(query.question[0].name, BIG_TXT.rdclass, BIG_TXT.rdtype)
+    answer.update(BIG_TXT)
+    reply.answer.append(answer)
+    return reply.to_wire(max_size=65535)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def fill(server, prefix: str, count: int) -> None:
+    for i in range(count):
+        reply = ask(server, f"{prefix}{i}.big.cache.test", "TXT")
+        assert reply.flags & dns.flags.TC  # the 60 KB answer was fetched and cached
+
+
+def test_large_answers_stay_within_the_byte_budget(consuldns_server, fake_upstream):
+    budget = 4 * 1024 * 1024  # each 60 KB answer counts ~155 KB: 27 of them fit
+    fake = fake_upstream(big_txt_over_tcp)
+    server = consuldns_server(upstreams=[fake], admin=True,
+                              config=f"[cache]\nmax_bytes = {budget}\n")
+    fill(server, "warm", 10)  # every code path loaded, the allocator's arenas in use
+    base = rss_bytes(server.pid)
+    fill(server, "first", 300)  # 18 MiB of answers if nothing were evicted
+    filled = rss_bytes(server.pid)
+    assert filled - base < budget + 4 * 1024 * 1024, (base, filled)  # without: +19 MiB
+    metrics = scrape(server)
+    assert metrics[("consuldns_cache_bytes", frozenset())] <= budget
+    assert metrics[("consuldns_cache_evictions_total", frozenset())] >= 280
+    adminclient.flush(server.admin_address)
+    fill(server, "second", 300)  # the memory the flushed entries held is reused
+    refilled = rss_bytes(server.pid)
+    print(f"RSS base {base >> 20} MiB, after 300 x 60 KB {filled >> 20} MiB, after a flush "
+          f"and 300 more {refilled >> 20} MiB (budget {budget >> 20} MiB)")
+    assert refilled - filled < 2 * 1024 * 1024, (base, filled, refilled)
+    assert len([r for r in fake.received if r.transport == "tcp"]) == 610  # all fetched

@@ -12,22 +12,22 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.client import addresses, ask
+from tests.e2e.client import addresses, ask, delta, http, scrape
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness.consuldns import READY_QUESTION, product_env
 from tests.harness.ports import free_port, free_tcp_port
 from tests.harness.procs import Server, dns_ready, launch
+from tests.harness.tools import missing, need_code_readable_by_nobody
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "config" / "consuldns.toml"
@@ -53,30 +53,6 @@ def fakes():
 
 def fixed(address: str, ttl: int = 0):
     return lambda query, transport: answer_a(query, [address], ttl=ttl)
-
-
-def http(url: str, method: str = "GET") -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(server) -> dict[tuple[str, frozenset], float]:
-    """Every sample of /metrics: (name, labels) -> value."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, text = http(server.admin_url + "/metrics")
-    assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def wait_for_log(server, text: str, timeout: float = 5.0) -> None:
@@ -238,8 +214,7 @@ def test_reload_keeps_unchanged_zones_cached_and_moves_listeners(configured_serv
 
 
 def test_reload_cannot_bind_a_low_port_after_dropping_root(configured_server, fakes):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_code_readable_by_nobody()
     fake = fakes(fixed("192.0.2.1"))
 
     def config(listen: list[str]) -> str:
@@ -391,8 +366,7 @@ def test_failing_upstream_is_marked_down_probed_and_back(consuldns_server, fakes
 
 
 def test_root_drops_to_nobody_after_binding(consuldns_server, fakes):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    need_code_readable_by_nobody()
     server = consuldns_server(upstreams=[fakes(fixed("192.0.2.4"))])
     user = subprocess.run(["ps", "-o", "user=", "-p", str(server.pid)], capture_output=True,
                           text=True, timeout=5, check=False).stdout.strip()
@@ -401,6 +375,67 @@ def test_root_drops_to_nobody_after_binding(consuldns_server, fakes):
     root = consuldns_server(upstreams=[fakes(fixed("192.0.2.4"))], user="root")
     assert subprocess.run(["ps", "-o", "user=", "-p", str(root.pid)], capture_output=True,
                           text=True, timeout=5, check=False).stdout.strip() == "root"
+
+
+def big_over_tcp(query, transport):
+    """TC over UDP, the answer over TCP: the upstream exchange goes over TCP too."""
+    if transport == "udp":
+        reply = dns.message.make_response(query)
+        reply.flags |= dns.flags.TC
+        return reply.to_wire()
+    return answer_a(query, [f"192.0.2.{i}" for i in range(1, 60)], ttl=300)
+
+
+def imports_after(log_text: str, marker: str) -> list[str]:
+    """Modules imported after the log line containing marker (PYTHONPROFILEIMPORTTIME)."""
+    after = log_text.split(marker, 1)[1]
+    return [line.rsplit("|", 1)[1].strip() for line in after.splitlines()
+            if line.startswith("import time:") and "|" in line]
+
+
+def test_nothing_is_imported_after_dropping_root(consuldns_server, fakes, consul_double):
+    """What the server loads after switching to nobody would fail when its files are not
+    readable by nobody (a venv in /root, pyenv): an IDN name made /cache answer 500."""
+    need_code_readable_by_nobody()
+    fake = fakes(big_over_tcp)
+    server = consuldns_server(upstreams=[fake], admin=True, extra_args=["--log-queries"],
+                              env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert ask(server, "xn--9ca.example").rcode() == dns.rcode.NOERROR  # é.example
+    assert ask(server, "big.example", tcp=True).rcode() == dns.rcode.NOERROR
+    assert ask(server, "web.service.consul", "SRV").rcode() == dns.rcode.NOERROR
+    status, body = http(server.admin_url + "/cache?name=%C3%A9.example&type=AAAA")
+    assert status == 200 and json.loads(body)["name"] == "xn--9ca.example."
+    cached = json.loads(http(server.admin_url + "/cache?name=%C3%A9.example")[1])
+    assert cached["state"] == "fresh"
+    assert http(server.admin_url + "/cache/flush?name=%C3%A9.example", "POST")[0] == 200
+    for path in ("/metrics", "/health", "/ready", "/cache?name=x&type=BOGUS", "/nope"):
+        assert http(server.admin_url + path)[0] in (200, 400, 404)
+    server.send_signal(signal.SIGHUP)
+    wait_for_log(server, "configuration reloaded")
+    assert imports_after(server.log_text(), "dropped privileges to nobody") == []
+
+
+def test_a_package_nobody_can_read_refuses_to_start(tmp_path, fakes):
+    """consuldns run from a directory that `nobody` cannot read: it would fail at its first
+    lazy import after the switch, so it does not start, and says what to do."""
+    if os.geteuid() != 0:
+        missing("needs root: run the suite as root (CI does)")
+    private = tmp_path / "private"  # pytest's tmp dirs are 0700, owned by root
+    shutil.copytree(REPO_ROOT / "consuldns", private / "consuldns")
+    private.chmod(0o700)
+    env = {**product_env(), "PYTHONPATH": str(private)}
+    argv = [sys.executable, "-m", "consuldns", "serve", "--listen", f"127.0.0.1:{free_port()}",
+            "--upstream", fakes(fixed("192.0.2.1")).address, "--admin", "off"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        pytest.fail(f"started although nobody cannot read its package:\n{stderr}")
+    assert proc.returncode == 1, stderr
+    assert f"'nobody' cannot read {private / 'consuldns'}" in stderr
+    assert "/opt/consuldns" in stderr and "server.user" in stderr
 
 
 def test_example_config_checks_and_serves(consuldns_server, fakes):

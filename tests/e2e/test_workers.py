@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import dns.rcode
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.client import addresses, ask
+from consuldns import __version__
+from tests.e2e.client import addresses, ask, http, scrape
+from tests.e2e.fake_upstream import FakeUpstream, answer_a
 from tests.harness import catalogs
+from tests.harness.consuldns import product_env
 from tests.harness import upstream as zone
 from tests.harness.procs import live_children
 
@@ -68,3 +78,103 @@ def _state(pid: int) -> str:
             return handle.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+# ------------------------------------------------------------------ one server to operate
+
+
+def worker_socket(server, slot: int) -> str:
+    """The private admin socket of the worker in `slot` (the supervisor logs its directory)."""
+    found = re.search(r"their admin sockets are in (\S+)", server.log_text())
+    assert found, server.log_text()
+    return f"{found.group(1)}/worker-{slot}.sock"
+
+
+def ask_worker(server, slot: int, target: str) -> str:
+    """GET target from one worker's private admin socket; the body."""
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(3)
+        conn.connect(worker_socket(server, slot))
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+                     .encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200"), head
+    return body
+
+
+def udp_queries(metrics_text: str) -> float:
+    return next(s.value for family in text_string_to_metric_families(metrics_text)
+                for s in family.samples
+                if s.name == "consuldns_queries_total" and s.labels == {"transport": "udp"})
+
+
+def cache_state(server, slot: int, name: str) -> str:
+    return json.loads(ask_worker(server, slot, f"/cache?name={name}"))["state"]
+
+
+@pytest.fixture
+def two_workers(consuldns_server, fakes_started):
+    fake = fakes_started(lambda query, transport: answer_a(query, ["192.0.2.9"], ttl=300))
+    server = consuldns_server(upstreams=[fake], admin=True, extra_args=["--workers", "2"])
+    assert _wait_for(lambda: len(_children(server.pid)) == 2)
+    assert _wait_for(lambda: all(os.path.exists(worker_socket(server, s)) for s in (0, 1)))
+    return server
+
+
+@pytest.fixture
+def fakes_started():
+    started = []
+
+    def start(handle):
+        started.append(FakeUpstream(handle))
+        return started[-1]
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+def test_metrics_add_up_over_the_workers(two_workers):
+    server = two_workers
+    before = [udp_queries(ask_worker(server, slot, "/metrics")) for slot in (0, 1)]
+    total_before = scrape(server)[("consuldns_queries_total", frozenset({("transport", "udp")}))]
+    for i in range(60):  # each from a fresh source port: the kernel spreads them
+        assert addresses(ask(server, f"n{i}.workers.test")) == ["192.0.2.9"]
+    each = [udp_queries(ask_worker(server, slot, "/metrics")) - before[slot]
+            for slot in (0, 1)]
+    assert all(count > 0 for count in each) and sum(each) == 60, each
+    merged = scrape(server)
+    assert merged[("consuldns_queries_total", frozenset({("transport", "udp")}))] \
+        - total_before == 60
+    assert merged[("consuldns_build_info", frozenset({("version", __version__)}))] == 1
+    assert merged[("consuldns_cache_entries", frozenset())] == 60  # one entry per name
+
+
+def test_a_flush_empties_every_workers_cache(two_workers):
+    server = two_workers
+    name = "both.workers.test"
+    for _ in range(200):  # until each worker has answered (and cached) it once
+        ask(server, name)
+        if all(cache_state(server, slot, name) == "fresh" for slot in (0, 1)):
+            break
+    assert [cache_state(server, slot, name) for slot in (0, 1)] == ["fresh", "fresh"]
+    view = json.loads(http(f"{server.admin_url}/cache?name={name}")[1])
+    assert view["state"] == "fresh" and view["workers"] == {"0": "fresh", "1": "fresh"}
+    flushed = subprocess.run([sys.executable, "-m", "consuldns", "cache", "flush", name,
+                              "--admin", server.admin_address], capture_output=True, text=True,
+                             timeout=30, env=product_env(), check=False)
+    assert flushed.returncode == 0, flushed.stderr
+    assert flushed.stdout.strip() == f"flushed 2 entries for {name}."
+    assert [cache_state(server, slot, name) for slot in (0, 1)] == ["miss", "miss"]
+
+
+def test_a_normal_start_logs_no_error_and_each_line_names_its_worker(two_workers):
+    server = two_workers
+    assert addresses(ask(server, "quiet.workers.test")) == ["192.0.2.9"]
+    log_text = server.log_text()
+    assert " ERROR " not in log_text and "Traceback" not in log_text
+    ready = [line for line in log_text.splitlines() if " ready (pid " in line]
+    assert sorted(re.search(r"\[worker (\d)\]", line).group(1) for line in ready) == ["0", "1"]

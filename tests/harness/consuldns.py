@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tests.harness.ports import format_address, free_tcp_port
+from tests.harness.tools import code_readable_by_nobody
 from tests.harness.procs import (
     HOST,
     Place,
@@ -88,6 +89,11 @@ def serve_argv(
     return [*argv, *extra_args]
 
 
+def default_user() -> str | None:
+    """None (nobody, as the product chooses), or "root" when nobody cannot read the code."""
+    return "root" if os.geteuid() == 0 and not code_readable_by_nobody() else None
+
+
 def product_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the product: importable from the work tree, unbuffered logs, and no
     CONSULDNS_CONFIG leaking in from the developer's shell."""
@@ -112,12 +118,18 @@ def start_consuldns(
     place: Place = HOST,
     timeout: float = 10.0,
     env: dict[str, str] | None = None,
+    command_prefix: Sequence[str] = (),
 ) -> ConsulDNS:
     """Start `consuldns serve` and wait until it answers a DNS query (any rcode counts).
 
+    `command_prefix` runs the server through another command, e.g. `prlimit --nofile=N --`.
+
     `config` is TOML text written to workdir/consuldns.toml and passed as --config.
     `user` is passed as --user; as root the product otherwise drops to nobody, which cannot
-    read files under pytest's 0700 tmp dirs (e.g. re-reading the config on SIGHUP).
+    read files under pytest's 0700 tmp dirs (e.g. re-reading the config on SIGHUP). When
+    nobody cannot read the checkout itself (a clone in a 0700 home), the product would refuse
+    to start as root without --user, so it is started with `--user root` (see
+    tools.need_code_readable_by_nobody for the tests that need the switch).
     """
     if not upstreams and (config is None or "upstream" not in config):
         # Without upstreams the product falls back to /etc/resolv.conf: never in tests.
@@ -127,16 +139,17 @@ def start_consuldns(
     admin_port = place.call(free_tcp_port, host) if admin else None
 
     def build(chosen: int) -> list[str]:
-        return serve_argv(
+        return [*command_prefix, *serve_argv(
             format_address(host, chosen),
             consul,
             upstreams,
             config_path=config_path,
             # Without an admin port asked for, none: parallel servers would fight over 9153.
             admin=format_address(host, admin_port) if admin_port else "off",
-            extra_args=[*(["--user", user] if user else []), *extra_args],
-        )
+            extra_args=[*(["--user", switch_to] if switch_to else []), *extra_args],
+        )]
 
+    switch_to = user or default_user()
     ready = _ready(host, admin_port, timeout)
     proc, chosen = launch(
         "consuldns", build, workdir, host=host, port=port, ready=ready, place=place,

@@ -39,6 +39,7 @@ VALID = [
     ("zone-cache", ZONE + '[cache.zones."corp.example"]\nmin_ttl = 30',
      "cache.zones.corp.example.min_ttl", 30),
     ("cache-off", "[cache]\nsize = 0", "cache.size", 0),
+    ("cache-bytes", "[cache]\nmax_bytes = 1048576", "cache.max_bytes", 1048576),
     ("log-json", '[log]\nformat = "json"\nqueries = true', "log.format", "json"),
     ("admin-off", '[admin]\nlisten = "off"', "admin.listen", "off"),
     ("acl", '[acl]\nallow = ["127.0.0.1/32"]', "acl.allow", ("127.0.0.1/32",)),
@@ -99,6 +100,9 @@ INVALID = [
      "cache.default.servfail_ttl: at most 300 seconds"),
     ("negative-ttl", "[cache.default]\nstale_ttl = -1",
      "cache.default.stale_ttl: must not be negative"),
+    ("cache-bytes-too-small", "[cache]\nmax_bytes = 1000",
+     "cache.max_bytes: must be at least 1048576 (1 MiB); the default is 67108864 (64 MiB). To "
+     "turn the cache off set cache.size = 0"),
     ("acl-network", '[acl]\nallow = ["10.0.0.0/33"]',
      "acl.allow[0]: '10.0.0.0/33' is not a network"),
     ("log-level", '[log]\nlevel = "verbose"', "log.level: must be one of debug, info"),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import time
+from types import SimpleNamespace
+
 import dns.rcode
 import pytest
 
 from consuldns.consul.transport import AgentTransport
 from consuldns.dns import wire
-from consuldns.errors import UpstreamError, UpstreamTimeout
+from consuldns.errors import OutOfSockets, UpstreamError, UpstreamTimeout
+from consuldns.upstream import transport as transport_module
 from consuldns.upstream.group import Group
-from consuldns.upstream.transport import Answer, Question, Server, parse_server
+from consuldns.upstream.transport import Answer, Question, Server, Transport, parse_server
 from tests.unit.fakes import Clock, run
 from tests.unit.helpers import reply_bytes
 
@@ -132,3 +138,22 @@ def test_the_agent_transport_asks_again_over_tcp_when_a_reply_may_be_trimmed(rep
                                                                              incomplete):
     assert AgentTransport(4096, "auto", 3).may_be_incomplete(reply, 4096) is incomplete
     assert AgentTransport(4096, "udp", 3).may_be_incomplete(reply, 4096) is False
+
+
+# ------------------------------------------------------------------ local failures
+
+
+def test_a_process_out_of_descriptors_never_counts_against_a_server(monkeypatch):
+    """socket() failing with EMFILE is this process's trouble: the server stays up."""
+    def no_socket(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(transport_module, "socket",
+                        SimpleNamespace(socket=no_socket, SOCK_DGRAM=socket.SOCK_DGRAM))
+    first, second = parse_server("127.0.0.1:9"), parse_server("127.0.0.1:10")
+    group = Group("default", [first, second], Transport(), max_fails=1)
+    for _ in range(3):
+        with pytest.raises(OutOfSockets):
+            run(group.resolve(QUESTION, time.monotonic() + 1.0))
+    assert (first.down_since, first.errors, first.failures) == (None, 0, 0)
+    assert second.queries == 0  # the next server would fail the same way: not asked

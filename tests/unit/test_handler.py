@@ -6,7 +6,9 @@ Each rule costs milliseconds here; tests/e2e shows the same behaviour through re
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import tracemalloc
 
 import dns.message
 import dns.rcode
@@ -364,3 +366,29 @@ def test_answer_records_outside_the_question_chain_are_dropped_before_caching():
     for reply in run(scenario()):
         assert [rrset.name.to_text() for rrset in reply.answer] == [WWW]
         assert addresses(reply) == {"192.0.2.1"}
+
+
+def test_large_replies_are_not_kept_in_the_memo_of_repeated_queries():
+    """Queries seen before keep their last reply, but only a small one: 4 096 remembered
+    64 KB TCP replies would hold 256 MB outside the cache's byte budget."""
+    big = [f'"{i:03d}{"x" * 240}"' for i in range(60)]  # ~15 KB of TXT records
+    names = [f"n{i}.big.test." for i in range(30)]
+    setup = Setup()
+    for name in names:
+        setup.upstream.replies[name] = reply_bytes(name, "TXT", big)
+
+    async def scenario():
+        for name in names:
+            await setup.ask(name, "TXT", tcp=True)  # misses: cached
+        gc.collect()
+        tracemalloc.start()
+        for qid in (2, 3):  # the second time the query bytes are known
+            for name in names:
+                reply = await setup.ask(name, "TXT", tcp=True, qid=qid)
+                assert len(reply.answer[0]) == 60
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return held
+
+    assert run(scenario()) < 150_000  # 30 replies kept: 450 KB
