@@ -10,6 +10,7 @@ token goes in the `X-Consul-Token` header, never in a URL or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -135,6 +136,20 @@ def _ssl_context(point: Endpoint) -> ssl.SSLContext | bool:
     if point.cert_file:
         context.load_cert_chain(point.cert_file, point.key_file or None)
     return context
+
+
+def warm_up() -> None:
+    """Load what httpx imports on its first request (httpcore's connection code, anyio's
+    backend), by trying one against a closed loopback port: called before dropping root, as
+    the user switched to may not be able to read the modules (ops/privileges.py)."""
+    async def attempt() -> None:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(verify=False)) as http:
+            try:
+                await http.get("http://127.0.0.1:9/", timeout=0.5)  # discard: nothing listens
+            except httpx.HTTPError:
+                pass
+
+    asyncio.run(attempt())
 
 
 async def get_json(http: httpx.AsyncClient, point: Endpoint, path: str,

@@ -20,6 +20,7 @@ import dns.rcode
 import dns.rdatatype
 
 import consuldns
+from consuldns.consul import http
 from consuldns.errors import ConsulDNSError
 
 log = logging.getLogger("consuldns")
@@ -87,10 +88,12 @@ def prepare_switch(user: str) -> None:
 
 def preload() -> None:
     """Use now what is otherwise loaded on first use: the IDNA codec and punycode (names
-    like é.example), dnspython's type and rcode tables (the admin listener's /cache)."""
+    like é.example), dnspython's type and rcode tables (the admin listener's /cache), the
+    HTTP client's connection code (the watch)."""
     "é.example".encode("idna").decode("idna")
     dns.rdatatype.to_text(dns.rdatatype.from_text("AAAA"))
     dns.rcode.to_text(dns.rcode.from_text("SERVFAIL"))
+    http.warm_up()  # the watch of the agent's HTTP API
 
 
 def code_paths() -> list[Path]:
