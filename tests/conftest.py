@@ -17,6 +17,7 @@ import pytest
 
 from tests.harness import catalogs
 from tests.harness.consuldns import Address, ConsulDNS, address_of, start_consuldns
+from tests.harness.missing import unavailable
 from tests.harness.netns import Netns, NetnsUnavailable
 from tests.harness.nginx import (
     NGINX,
@@ -41,12 +42,9 @@ _APT = {UNBOUND: "unbound", DNSMASQ: "dnsmasq-base", NGINX: "nginx-light"}
 
 def _require(binary: str) -> None:
     """A missing server binary fails in CI (which must install it) and skips elsewhere."""
-    if os.path.exists(binary):
-        return
-    message = f"{binary} missing: apt-get install {_APT[binary]} (see .ci/apt-packages.txt)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    if not os.path.exists(binary):
+        unavailable(f"{binary} missing: apt-get install {_APT[binary]} "
+                    "(see .ci/apt-packages.txt)")
 
 
 _WATCHED = pytest.StashKey[list[list[Any]]]()
@@ -86,7 +84,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    for servers in item.stash.get(_WATCHED, []):
+    # Servers a test started, and those its module or session shares with it.
+    watched = [servers for node in item.listchain() for servers in node.stash.get(_WATCHED, [])]
+    for servers in watched:
         for server in servers:
             read = getattr(server, "log_text", None) or getattr(server, "log", None)
             if callable(read):
@@ -239,14 +239,15 @@ def nginx_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
 @pytest.fixture
 def netns(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Netns]:
-    """A fresh network namespace (lo up, 192.0.2.1 and 2001:db8::1 on lo); skips where
-    namespaces cannot be created. Processes started with netns.start are stopped at the end."""
+    """A fresh network namespace (lo up, 192.0.2.1 and 2001:db8::1 on lo); where namespaces
+    cannot be created it fails under CI and skips elsewhere (see missing.unavailable).
+    Processes started with netns.start are stopped at the end."""
     workdir = tmp_path / "netns"
     workdir.mkdir()
     try:
         namespace = Netns.create(workdir)
     except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     # Logs of what runs inside go into a failing test's report too.
     watch_logs(request.node, namespace.procs)
     yield namespace

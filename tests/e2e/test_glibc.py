@@ -18,6 +18,7 @@ import pytest
 
 from tests.harness import catalogs
 from tests.harness import upstream as zone
+from tests.harness.missing import unavailable
 from tests.harness.netns import Netns, NetnsUnavailable, parse_ahosts
 from tests.harness.topology import NetnsTopology, start_netns_topology
 
@@ -46,7 +47,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsTopology
     try:
         netns = Netns.create(workdir / "netns")
     except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     (workdir / "netns").mkdir(exist_ok=True)
     try:
         yield start_netns_topology(netns, workdir / "topology", catalog=big_catalog())

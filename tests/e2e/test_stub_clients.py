@@ -8,7 +8,6 @@ TCP fallback. `--log-queries` shows which transport each query really used.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,16 +16,14 @@ import pytest
 
 from tests.harness import catalogs
 from tests.harness import upstream as zone
+from tests.harness.missing import unavailable
 
 
 def need(binary: str, package: str) -> str:
     """A missing client fails in CI (which must install it) and skips elsewhere."""
     path = shutil.which(binary)
     if path is None:
-        message = f"{binary} missing: apt-get install {package} (see .ci/apt-packages.txt)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{binary} missing: apt-get install {package} (see .ci/apt-packages.txt)")
     return path
 
 
