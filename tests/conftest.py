@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -181,16 +182,19 @@ def consul_double(consul_double_factory: Callable) -> Any:
 def consuldns_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable]:
     """start(consul=..., upstreams=..., config=None, extra_args=(), admin=False, **kw) -> ConsulDNS.
 
-    consul defaults to the `consul_double` fixture and upstreams to [the session `upstream`];
-    pass them explicitly when running inside a network namespace (place=netns).
+    consul defaults to the test's `consul_double` if it uses one, else to `shared_double`, and
+    upstreams to [the session `upstream`]; pass them explicitly when running inside a network
+    namespace (place=netns).
     """
     started = Started(request.node, tmp_path, "consuldns")
+    default_double = ("consul_double" if "consul_double" in request.fixturenames
+                      else "shared_double")
 
     def start(
         consul: Address | None = None, upstreams: list[Address] | None = None, **kwargs: Any
     ) -> ConsulDNS:
         if consul is None:
-            consul = request.getfixturevalue("consul_double")
+            consul = request.getfixturevalue(default_double)
         if upstreams is None:
             upstreams = [request.getfixturevalue("upstream")]
         server = start_consuldns(started.workdir(), consul=consul, upstreams=upstreams, **kwargs)
@@ -198,6 +202,61 @@ def consuldns_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
     yield start
     started.stop_all()
+
+
+# --- servers a module shares -------------------------------------------------------------
+# Starting a double and consuldns costs ~0.4 s; tests that need only the default settings
+# share one pair per module, each test starting from the default catalog, no faults, zeroed
+# counters and an empty cache. Tests that change settings, stop a server or make an upstream
+# fail (which consuldns remembers) start their own.
+
+
+@pytest.fixture(scope="module")
+def module_double(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The module's Consul double process; tests use it through `shared_double`."""
+    from tests.consul_double.process import start_double
+
+    double = start_double(catalogs.default_catalog())
+    watch_logs(request.node, [double])
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def shared_double(module_double: Any) -> Any:
+    """The module's double reset for this test: default catalog and config, no faults,
+    counters at zero. A test may change its catalog, checks and faults, never stop it."""
+    control = module_double.control
+    control.set_catalog({**catalogs.default_catalog(), "config": {}})
+    control.clear_faults()
+    control.reset_counters()
+    return module_double
+
+
+@pytest.fixture(scope="module")
+def module_consuldns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     module_double: Any, upstream: Server) -> Iterator[ConsulDNS]:
+    """The module's `consuldns serve` (default settings, admin listener on) on module_double
+    and the session's unbound; tests use it through `shared_consuldns`."""
+    workdir = tmp_path_factory.mktemp("consuldns-shared")
+    server = start_consuldns(workdir, consul=module_double, upstreams=[upstream], admin=True)
+    watch_logs(request.node, [server])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shared_consuldns(module_consuldns: ConsulDNS, shared_double: Any) -> ConsulDNS:
+    """The module's consuldns with an empty cache, its agent reset (see shared_double)."""
+    flush_cache(module_consuldns)
+    return module_consuldns
+
+
+def flush_cache(server: ConsulDNS) -> None:
+    """POST /cache/flush on the server's admin listener."""
+    request = urllib.request.Request(f"{server.admin_url}/cache/flush", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
 
 
 # --- nginx and HTTP backends --------------------------------------------------------------
