@@ -12,8 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import dns.exception
@@ -22,6 +20,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from tests.e2e.admin import delta, http, scrape
 from tests.e2e.client import addresses, ask
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
@@ -53,30 +52,6 @@ def fakes():
 
 def fixed(address: str, ttl: int = 0):
     return lambda query, transport: answer_a(query, [address], ttl=ttl)
-
-
-def http(url: str, method: str = "GET") -> tuple[int, str]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(server) -> dict[tuple[str, frozenset], float]:
-    """Every sample of /metrics: (name, labels) -> value."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, text = http(server.admin_url + "/metrics")
-    assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def wait_for_log(server, text: str, timeout: float = 5.0) -> None:
