@@ -32,6 +32,7 @@ class Received:
     rdtype: int
     has_edns: bool
     payload: int
+    at: float = field(default_factory=time.monotonic)  # when it came in
 
 
 # handle(query, transport) -> bytes to send, a list of them, or None for silence. Over TCP
