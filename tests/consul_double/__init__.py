@@ -60,7 +60,7 @@ What is modelled
   min(udp_answer_limit, 8) without EDNS, sized uncompressed then; client buffer - 8
   with EDNS; at least one answer; Authority dropped first; binary search), syncExtra
   (one Additional RR per remaining SRV target, which also drops meta TXT and the OPT,
-  as the code does), TCP caps (4096/1024 answers, 65523 bytes), a_record_limit; 0.6.4:
+  as the code does; keep_opt_when_trimmed keeps the OPT, as Consul 1.10+ does), TCP caps (4096/1024 answers, 65523 bytes), a_record_limit; 0.6.4:
   3 answers and 512 bytes uncompressed, EDNS ignored, TCP untrimmed, optional
   srv_trim_bug (issue #1931: ANSWER 0, full Additional, SOA). miekg's compression
   rules (SRV targets never compressed, case-sensitive) decide sizes.
