@@ -88,21 +88,42 @@ def test_client_without_edns_gets_whole_records_and_tc_then_all_over_tcp(shared_
     assert sorted(addresses(full)) == sorted(zone.MANY.values)
 
 
-def test_agent_that_trims_silently_to_three_does_not_hide_instances(consul_double_factory,
-                                                                    consuldns_server):
+def with_more_web_instances(count: int) -> tuple[dict, list[str]]:
+    """The default catalog with `count` more healthy web instances; every healthy address."""
     catalog = catalogs.default_catalog()
-    for i in range(6, 16):
-        catalog["nodes"].append({"name": f"extra{i}", "address": f"127.0.1.{i}", "meta": {},
+    added = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(count)]
+    for i, address in enumerate(added):
+        catalog["nodes"].append({"name": f"extra{i}", "address": address, "meta": {},
                                  "checks": []})
         catalog["services"].append({"id": f"web-extra{i}", "name": "web", "node": f"extra{i}",
                                     "address": "", "port": 8080, "tags": [], "checks": []})
+    return catalog, sorted([*catalogs.WEB_HEALTHY, *added])
+
+
+def test_agent_that_trims_silently_to_three_does_not_hide_instances(consul_double_factory,
+                                                                    consuldns_server):
+    catalog, expected = with_more_web_instances(10)
     old_agent = consul_double_factory(catalog, profile="0.6.4")
-    expected = sorted([*catalogs.WEB_HEALTHY, *(f"127.0.1.{i}" for i in range(6, 16))])
     direct = ask(old_agent, "web.service.consul", edns=0, payload=4096)
     assert len(addresses(direct)) == 3 and not direct.flags & dns.flags.TC  # the trap
     server = consuldns_server(consul=old_agent)
     assert sorted(addresses(ask(server, "web.service.consul", tcp=True))) == expected
     assert sorted(addresses(ask(server, "web.service.consul", edns=0))) == expected
+
+
+def test_agent_that_keeps_opt_and_fills_our_buffer_is_asked_again_over_tcp(
+        consul_double_factory, consuldns_server):
+    """A modern agent trims to our EDNS buffer (4096) minus 8 silently and keeps its OPT: a
+    reply that close to the buffer may be incomplete, so consuldns asks again over TCP."""
+    catalog, expected = with_more_web_instances(300)  # ~4.9 KB of A records
+    agent = consul_double_factory(catalog, keep_opt_when_trimmed=True)
+    direct = ask(agent, "web.service.consul", edns=0, payload=4096)
+    assert direct.edns == 0 and not direct.flags & dns.flags.TC  # OPT kept, no TC
+    assert len(addresses(direct)) < len(expected)  # the trap
+    agent.control.reset_counters()
+    server = consuldns_server(consul=agent)
+    assert sorted(addresses(ask(server, "web.service.consul", tcp=True))) == expected
+    assert agent.control.count("web.service.consul", "A", "tcp") == 1
 
 
 def test_unknown_edns_version_gets_badvers(shared_consuldns):
