@@ -236,10 +236,12 @@ def shared_double(module_double: Any) -> Any:
 @pytest.fixture(scope="module")
 def module_consuldns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                      module_double: Any, upstream: Server) -> Iterator[ConsulDNS]:
-    """The module's `consuldns serve` (default settings, admin listener on) on module_double
-    and the session's unbound; tests use it through `shared_consuldns`."""
+    """The module's `consuldns serve` (default settings, admin listener on, plus the module's
+    SHARED_CONSULDNS_ARGS) on module_double and the session's unbound; tests use it through
+    `shared_consuldns`."""
     workdir = tmp_path_factory.mktemp("consuldns-shared")
-    server = start_consuldns(workdir, consul=module_double, upstreams=[upstream], admin=True)
+    server = start_consuldns(workdir, consul=module_double, upstreams=[upstream], admin=True,
+                             extra_args=getattr(request.module, "SHARED_CONSULDNS_ARGS", ()))
     watch_logs(request.node, [server])
     yield server
     server.stop()

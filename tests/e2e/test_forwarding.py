@@ -251,7 +251,7 @@ def test_all_upstreams_down_gives_servfail_within_the_deadline(consuldns_server,
         reply = ask(server, "nobody-answers.test", timeout=5)
         elapsed = time.monotonic() - started
         assert reply.rcode() == dns.rcode.SERVFAIL
-        assert 1.5 < elapsed < 2.6  # the 2 s deadline, shared by both servers
+        assert 1.5 < elapsed < 3.0  # the 2 s deadline, shared by both servers
         assert {r.port for r in silent[0].received} and silent[1].received  # both were tried
     finally:
         for fake in silent:
@@ -266,7 +266,7 @@ def test_refused_upstream_ports_fail_over_fast(consuldns_server, consul_double):
         server = consuldns_server(upstreams=[dead, good])
         started = time.monotonic()
         assert addresses(ask(server, "failover.test")) == ["192.0.2.9"]
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0  # well before the 2 s deadline
     finally:
         good.stop()
 

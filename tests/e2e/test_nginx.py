@@ -47,9 +47,9 @@ def resolver_errors(proxy) -> list[str]:
             if "[error]" in line or "[crit]" in line or "[alert]" in line]
 
 
-def test_requests_spread_over_every_healthy_instance(consuldns_server, backends, nginx_server):
+def test_requests_spread_over_every_healthy_instance(shared_consuldns, backends, nginx_server):
     pool = backends(count=4, first=2)
-    proxy = nginx_server(consuldns_server(), backend_port=pool.port)
+    proxy = nginx_server(shared_consuldns, backend_port=pool.port)
     seen = [proxy.get() for _ in range(60)]
     assert all(status == 200 for status, _, _ in seen)
     by_backend = collections.Counter(body for _, body, _ in seen)
@@ -59,12 +59,12 @@ def test_requests_spread_over_every_healthy_instance(consuldns_server, backends,
 
 
 def test_deregistered_backend_gets_no_traffic_after_valid_plus_one_second(
-        consuldns_server, consul_double, backends, nginx_server):
+        shared_consuldns, shared_double, backends, nginx_server):
     pool = backends(count=4, first=2)
-    proxy = nginx_server(consuldns_server(), backend_port=pool.port)
+    proxy = nginx_server(shared_consuldns, backend_port=pool.port)
     before = requests_for(proxy, 0.6)
     assert catalogs.WEB_HEALTHY[0] in {backend for _, _, backend in before}
-    consul_double.control.deregister_service("web-node1")
+    shared_double.control.deregister_service("web-node1")
     removed_at = time.monotonic()
     after = requests_for(proxy, VALID + 2.0)
     assert all(status == 200 for _, status, _ in after)
@@ -131,9 +131,9 @@ def test_agent_down_for_seconds_no_request_fails(consuldns_server, shared_double
     assert resolver_errors(proxy) == []
 
 
-def test_a_and_aaaa_together_aaaa_is_noerror_empty(consuldns_server, backends, nginx_server):
+def test_a_and_aaaa_together_aaaa_is_noerror_empty(shared_consuldns, backends, nginx_server):
     pool = backends(count=4, first=2)
-    server = consuldns_server()
+    server = shared_consuldns
     # What nginx sends: no EDNS, RD=1; the AAAA of an IPv4-only service is NODATA, not an error.
     for rdtype in ("A", "AAAA"):
         query = dns.message.make_query("web.service.consul", rdtype)
@@ -152,15 +152,15 @@ def test_a_and_aaaa_together_aaaa_is_noerror_empty(consuldns_server, backends, n
 
 
 def test_forty_instances_nginx_retries_over_tcp_and_sees_them_all(
-        consuldns_server, consul_double, backends, nginx_server):
+        shared_consuldns, shared_double, backends, nginx_server):
     """40 A records do not fit nginx's 512-byte UDP reply: TC, then TCP, then all 40."""
     first = 20
     pool = backends(count=40, first=first)
     for i in range(40):
         address = f"127.0.0.{first + i}"
-        consul_double.control.register_node(f"big{i}", address)
-        consul_double.control.register_service("big", f"big{i}", id=f"big-{i}", port=pool.port)
-    server = consuldns_server()
+        shared_double.control.register_node(f"big{i}", address)
+        shared_double.control.register_service("big", f"big{i}", id=f"big-{i}", port=pool.port)
+    server = shared_consuldns
     udp = dns.message.from_wire(ask_raw(
         server, dns.message.make_query("big.service.consul", "A").to_wire()))
     assert udp.flags & dns.flags.TC  # what nginx sees first
