@@ -98,7 +98,9 @@ def test_agent_down_for_seconds_no_request_fails(consuldns_server, shared_double
     either. Each phase lasts until consuldns has shown what it is about, not a fixed time:
     nginx re-resolves on its own one-second clock, so when it does is not the test's to say."""
     pool = backends(count=4, first=2)
-    server = consuldns_server(admin=True)
+    # A 1 s deadline (2 s by default) halves the waits on the silent agent; nginx's own
+    # resolver_timeout (5 s) is far from either.
+    server = consuldns_server(admin=True, config="[server]\ntimeout = 1.0\n")
     proxy = nginx_server(server, backend_port=pool.port, ipv6=True)
     control = shared_double.control
 
@@ -110,7 +112,7 @@ def test_agent_down_for_seconds_no_request_fails(consuldns_server, shared_double
 
     warm = requests_until(proxy, lambda: agent_queries() >= 1, "nginx resolved the name")
     control.set_fault("drop")
-    # The first resolution waits out the 2 s deadline, then gets stale answers (A and AAAA);
+    # The first resolution waits out the deadline, then gets stale answers (A and AAAA);
     # the next one gets them at once.
     silent = requests_until(proxy, lambda: stale_answers() >= 4, "two stale resolutions")
     control.clear_faults()
@@ -121,8 +123,8 @@ def test_agent_down_for_seconds_no_request_fails(consuldns_server, shared_double
         "a refresh met SERVFAIL, and a resolution was stale")
     control.clear_faults()
     asked_before = agent_queries()
-    after = requests_until(proxy, lambda: agent_queries() >= asked_before + 2,
-                           "two fresh answers from the agent")
+    after = requests_until(proxy, lambda: agent_queries() > asked_before,
+                           "the agent answered a refresh again")
     start = silent[0][0]
     failed = [(round(sent - start, 2), status)
               for sent, status, _ in warm + silent + lost_servers + after if status != 200]
