@@ -207,8 +207,9 @@ def consuldns_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 # --- servers a module shares -------------------------------------------------------------
 # Starting a double and consuldns costs ~0.4 s; tests that need only the default settings
 # share one pair per module, each test starting from the default catalog, no faults, zeroed
-# counters and an empty cache. Tests that change settings, stop a server or make an upstream
-# fail (which consuldns remembers) start their own.
+# counters and an empty cache. Tests that change consuldns' settings, stop a server, or end
+# with an upstream exchange still in flight (a background refresh waiting on a silent agent)
+# start their own.
 
 
 @pytest.fixture(scope="module")
