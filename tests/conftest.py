@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.admin import http
 from tests.harness import catalogs
 from tests.harness.consuldns import Address, ConsulDNS, address_of, start_consuldns
+from tests.harness.missing import unavailable
 from tests.harness.netns import Netns, NetnsUnavailable
 from tests.harness.nginx import (
     NGINX,
@@ -81,7 +83,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    for servers in item.stash.get(_WATCHED, []):
+    # Servers a test started, and those its module or session shares with it.
+    watched = [servers for node in item.listchain() for servers in node.stash.get(_WATCHED, [])]
+    for servers in watched:
         for server in servers:
             read = getattr(server, "log_text", None) or getattr(server, "log", None)
             if callable(read):
@@ -176,16 +180,19 @@ def consul_double(consul_double_factory: Callable) -> Any:
 def consuldns_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable]:
     """start(consul=..., upstreams=..., config=None, extra_args=(), admin=False, **kw) -> ConsulDNS.
 
-    consul defaults to the `consul_double` fixture and upstreams to [the session `upstream`];
-    pass them explicitly when running inside a network namespace (place=netns).
+    consul defaults to the test's `consul_double` if it uses one, else to `shared_double`, and
+    upstreams to [the session `upstream`]; pass them explicitly when running inside a network
+    namespace (place=netns).
     """
     started = Started(request.node, tmp_path, "consuldns")
+    default_double = ("consul_double" if "consul_double" in request.fixturenames
+                      else "shared_double")
 
     def start(
         consul: Address | None = None, upstreams: list[Address] | None = None, **kwargs: Any
     ) -> ConsulDNS:
         if consul is None:
-            consul = request.getfixturevalue("consul_double")
+            consul = request.getfixturevalue(default_double)
         if upstreams is None:
             upstreams = [request.getfixturevalue("upstream")]
         server = start_consuldns(started.workdir(), consul=consul, upstreams=upstreams, **kwargs)
@@ -193,6 +200,63 @@ def consuldns_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
     yield start
     started.stop_all()
+
+
+# --- servers a module shares -------------------------------------------------------------
+# Starting a double and consuldns costs ~0.4 s; tests that need only the default settings
+# share one pair per module, each test starting from the default catalog, no faults, zeroed
+# counters and an empty cache. Tests that change consuldns' settings, stop a server, or end
+# with an upstream exchange still in flight (a background refresh waiting on a silent agent)
+# start their own.
+
+
+@pytest.fixture(scope="module")
+def module_double(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The module's Consul double process; tests use it through `shared_double`."""
+    from tests.consul_double.process import start_double
+
+    double = start_double(catalogs.default_catalog())
+    watch_logs(request.node, [double])
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def shared_double(module_double: Any) -> Any:
+    """The module's double reset for this test: default catalog and config, no faults,
+    counters at zero. A test may change its catalog, checks and faults, never stop it."""
+    control = module_double.control
+    control.set_catalog({**catalogs.default_catalog(), "config": {}})
+    control.clear_faults()
+    control.reset_counters()
+    return module_double
+
+
+@pytest.fixture(scope="module")
+def module_consuldns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     module_double: Any, upstream: Server) -> Iterator[ConsulDNS]:
+    """The module's `consuldns serve` (default settings, admin listener on, plus the module's
+    SHARED_CONSULDNS_ARGS) on module_double and the session's unbound; tests use it through
+    `shared_consuldns`."""
+    workdir = tmp_path_factory.mktemp("consuldns-shared")
+    server = start_consuldns(workdir, consul=module_double, upstreams=[upstream], admin=True,
+                             extra_args=getattr(request.module, "SHARED_CONSULDNS_ARGS", ()))
+    watch_logs(request.node, [server])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shared_consuldns(module_consuldns: ConsulDNS, shared_double: Any) -> ConsulDNS:
+    """The module's consuldns with an empty cache, its agent reset (see shared_double)."""
+    flush_cache(module_consuldns)
+    return module_consuldns
+
+
+def flush_cache(server: ConsulDNS) -> None:
+    """POST /cache/flush on the server's admin listener."""
+    status, body = http(f"{server.admin_url}/cache/flush", "POST")
+    assert status == 200, body
 
 
 # --- nginx and HTTP backends --------------------------------------------------------------
@@ -234,14 +298,15 @@ def nginx_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
 @pytest.fixture
 def netns(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Netns]:
-    """A fresh network namespace (lo up, 192.0.2.1 and 2001:db8::1 on lo); skips where
-    namespaces cannot be created. Processes started with netns.start are stopped at the end."""
+    """A fresh network namespace (lo up, 192.0.2.1 and 2001:db8::1 on lo); where namespaces
+    cannot be created it fails under CI and skips elsewhere (see missing.unavailable).
+    Processes started with netns.start are stopped at the end."""
     workdir = tmp_path / "netns"
     workdir.mkdir()
     try:
         namespace = Netns.create(workdir)
     except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     # Logs of what runs inside go into a failing test's report too.
     watch_logs(request.node, namespace.procs)
     yield namespace

@@ -91,6 +91,9 @@ class DoubleConfig:
         default_factory=lambda: MappingProxyType({})
     )
     srv_trim_bug: bool = False
+    # Consul 1.10+ (PR #10009) sets the OPT record after trimming, counted in the size; off,
+    # syncExtra drops it from a trimmed reply (the double's default, as the code reads).
+    keep_opt_when_trimmed: bool = False
 
     def known_datacenters(self) -> frozenset[str]:
         return frozenset((self.datacenter.lower(), *(dc.lower() for dc in self.datacenters)))
@@ -180,6 +183,7 @@ _PARSERS = {
     "enable_additional_node_meta_txt": lambda v: _bool(v, "enable_additional_node_meta_txt"),
     "prepared_queries": _prepared_queries,
     "srv_trim_bug": lambda v: _bool(v, "srv_trim_bug"),
+    "keep_opt_when_trimmed": lambda v: _bool(v, "keep_opt_when_trimmed"),
 }
 
 
@@ -230,4 +234,5 @@ def config_to_dict(config: DoubleConfig) -> dict[str, Any]:
         "enable_additional_node_meta_txt": config.enable_additional_node_meta_txt,
         "prepared_queries": queries,
         "srv_trim_bug": config.srv_trim_bug,
+        "keep_opt_when_trimmed": config.keep_opt_when_trimmed,
     }

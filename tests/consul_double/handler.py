@@ -153,7 +153,8 @@ class Handler:
         if data is None:
             cfg = snap.config
             data = render(plan, query, transport, snap.modern, cfg.udp_answer_limit,
-                          cfg.enable_truncate, cfg.srv_trim_bug, order)
+                          cfg.enable_truncate, cfg.srv_trim_bug, order,
+                          cfg.keep_opt_when_trimmed)
             if len(rendered) >= RENDER_CACHE_LIMIT:
                 rendered.clear()
             rendered[key] = data

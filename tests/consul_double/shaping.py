@@ -89,12 +89,14 @@ class Message:
     """Sections of a reply being trimmed. Section lists are replaced, never mutated,
     so the last encoding can be reused while the same lists are in place."""
 
-    __slots__ = ("_cache", "answer", "authority", "extra", "flags", "query", "rcode")
+    __slots__ = ("_cache", "answer", "authority", "extra", "flags", "kept_opt", "query",
+                 "rcode")
 
     def __init__(self, query: Query, flags: int, rcode: int, answer: list[Record],
                  authority: list[Record], extra: list[Record]) -> None:
         self.query, self.flags, self.rcode = query, flags, rcode
         self.answer, self.authority, self.extra = answer, authority, extra
+        self.kept_opt: list[Record] = []  # OPT records _sync_extra keeps (keep_opt_when_trimmed)
         self._cache: tuple | None = None
 
     def encode(self, compress: bool) -> bytes:
@@ -141,7 +143,7 @@ def _sync_extra(index: dict[str, Record], msg: Message) -> None:
             if found.rtype != TYPE_CNAME:
                 break
             target = found.target().lower()
-    msg.extra = extra
+    msg.extra = extra + msg.kept_opt
 
 
 def _binary_truncate(msg: Message, max_size: int, index, has_extra: bool, compress: bool) -> int:
@@ -265,13 +267,15 @@ def reply_flags(query: Query, aa: bool, ra: bool, modern: bool) -> int:
 
 
 def render(plan: Plan, query: Query, transport: str, modern: bool, udp_answer_limit: int,
-           enable_truncate: bool, srv_trim_bug: bool, order: list[int]) -> bytes:
+           enable_truncate: bool, srv_trim_bug: bool, order: list[int],
+           keep_opt_when_trimmed: bool = False) -> bytes:
     """The reply bytes for one query, its units in the given order."""
     answer, authority, extra = materialize(plan, order)
-    if modern:
-        extra += modern_opt(query, plan.rcode, plan.ecs_global)
+    opt = modern_opt(query, plan.rcode, plan.ecs_global) if modern else []
     msg = Message(query, reply_flags(query, plan.aa, plan.ra, modern), plan.rcode,
-                  answer, authority, extra)
+                  answer, authority, extra + opt)
+    if keep_opt_when_trimmed:
+        msg.kept_opt = opt
     trimmed = False
     if plan.trim == TRIM_MODERN:
         trimmed = trim_modern_udp(msg, udp_answer_limit) if transport == "udp" \

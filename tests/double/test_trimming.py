@@ -63,6 +63,17 @@ def test_modern_trims_to_the_client_buffer_minus_8_and_keeps_additional_in_sync(
     assert not rdatas(reply.additional, "TXT") and reply.edns == -1
 
 
+def test_keep_opt_when_trimmed_models_an_agent_that_keeps_the_opt(make_double):
+    """Consul 1.10+: a silently trimmed reply still carries the OPT, counted in its size."""
+    double = make_double(keep_opt_when_trimmed=True)
+    reply, size = wire_size(double, BIG, "SRV", edns=700)
+    answers = rdatas(reply.answer)
+    assert 1 <= len(answers) < BIG_COUNT and size <= 700 - 8 and "TC" not in flags(reply)
+    assert reply.edns == 0 and reply.payload == 700
+    targets = {a.split()[3] for a in answers}
+    assert {r[0] for r in records(reply.additional)} == targets  # the OPT is not a record here
+
+
 def test_modern_udp_answer_limit(make_double):
     assert len(rdatas(ask(make_double(udp_answer_limit=5), BIG).answer)) == 5
     assert len(rdatas(ask(make_double(udp_answer_limit=20), BIG).answer)) == 8  # capped

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import urllib.error
-import urllib.request
 
 import dns.message
 import dns.query
@@ -59,32 +57,3 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
 def addresses(message: dns.message.Message) -> list[str]:
     return [rdata.address for rrset in message.answer if rrset.rdtype in (1, 28)
             for rdata in rrset]
-
-
-def http(url: str, method: str = "GET", headers: dict[str, str] | None = None
-         ) -> tuple[int, str]:
-    """(status, body) of one request to the admin listener; POSTs carry the header that
-    mutations need (ops/admin.MUTATION_HEADER) unless `headers` is given."""
-    if headers is None:
-        headers = {"X-Consuldns-Admin": "1"} if method == "POST" else {}
-    request = urllib.request.Request(url, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(server) -> dict[tuple[str, frozenset], float]:
-    """Every sample of /metrics: (name, labels) -> value."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, text = http(server.admin_url + "/metrics")
-    assert status == 200, text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def delta(before: dict, after: dict, name: str, **labels: str) -> float:
-    key = (name, frozenset(labels.items()))
-    return after.get(key, 0.0) - before.get(key, 0.0)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
@@ -31,6 +32,7 @@ class Received:
     rdtype: int
     has_edns: bool
     payload: int
+    at: float = field(default_factory=time.monotonic)  # when it came in
 
 
 # handle(query, transport) -> bytes to send, a list of them, or None for silence. Over TCP
@@ -48,11 +50,19 @@ def answer_a(query: dns.message.Message, addresses: list[str], ttl: int = 300) -
     return reply.to_wire(max_size=65535)
 
 
+def truncated(query: dns.message.Message) -> bytes:
+    """An empty reply with TC set: the client must ask again over TCP."""
+    reply = dns.message.make_response(query)
+    reply.flags |= dns.flags.TC
+    return reply.to_wire()
+
+
 @dataclass
 class FakeUpstream:
     handle: Handler
     host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
+    late_sent: int = 0  # replies answer_later() has sent
 
     def __post_init__(self) -> None:
         self.port = free_port(self.host)
@@ -82,6 +92,21 @@ class FakeUpstream:
             thread.join()
         self.udp.close()
         self.tcp.close()
+
+    def answer_later(self, delay: float, reply: bytes) -> None:
+        """Send `reply` over UDP `delay` seconds from now to where the last query came from
+        (a handler returns this, None: nothing goes out at once)."""
+        port = self.received[-1].port
+        timer = threading.Timer(delay, self._send_late, (reply, (self.host, port)))
+        timer.daemon = True
+        timer.start()
+
+    def _send_late(self, reply: bytes, address: tuple[str, int]) -> None:
+        try:
+            self.udp.sendto(reply, address)
+        except OSError:
+            pass  # stopped meanwhile
+        self.late_sent += 1
 
     def _record(self, query: dns.message.Message, port: int, transport: str) -> None:
         question = query.question[0]

@@ -21,7 +21,8 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.e2e.client import addresses, ask, http, read_frame, scrape, tcp_frame
+from tests.e2e.admin import http, scrape
+from tests.e2e.client import addresses, ask, read_frame, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
@@ -70,8 +71,8 @@ def test_clients_outside_allow_get_refused_never_recursion(consuldns_server, con
     assert sorted(addresses(web)) == sorted(catalogs.WEB_HEALTHY)
 
 
-def test_default_acl_answers_loopback(consuldns_server):
-    assert addresses(query_from(consuldns_server(), "127.0.0.7", zone.WWW.name)) == list(
+def test_default_acl_answers_loopback(shared_consuldns):
+    assert addresses(query_from(shared_consuldns, "127.0.0.7", zone.WWW.name)) == list(
         zone.WWW.values)
 
 
@@ -126,7 +127,7 @@ def test_inflight_cap_holds_under_a_flood_and_a_legitimate_client_gets_answers(
     assert servfails >= sent - cap - 50  # the rest were turned away at once, not left hanging
     assert len(legit) >= 20
     assert all(found == list(zone.WWW.values) for _, found in legit)
-    assert max(elapsed for elapsed, _ in legit) < 0.5
+    assert max(elapsed for elapsed, _ in legit) < 1.0  # a starved query would wait 2 s
     # Once the flood's queries have timed out, misses are served again.
     assert wait_until(lambda: addresses(ask(server, zone.MULTI.name)) != [], 4)
     assert ask(server, "db.service.consul").rcode() == dns.rcode.NOERROR
@@ -307,6 +308,7 @@ def test_client_that_never_reads_its_answers_is_cut_off(consuldns_server):
     server drops the connection and its buffer (it must not wait to flush to nobody)."""
     server = consuldns_server()
     assert ask(server, zone.BIG.name, "TXT", tcp=True).rcode() == dns.rcode.NOERROR  # cached
+    baseline = reset_peak_rss(server.pid)
     query = tcp_frame(dns.message.make_query(zone.BIG.name, "TXT").to_wire())
     conn = socket.create_connection((server.host, server.port))
     client_port = conn.getsockname()[1]
@@ -316,21 +318,29 @@ def test_client_that_never_reads_its_answers_is_cut_off(consuldns_server):
             conn.sendall(query)
     except OSError:
         pass  # the server stopped reading, or reset the connection
-    rss_before_wait = rss_kb(server.pid)
     assert wait_until(lambda: not [line for line in server_side_connections(server, client_port)
                                    if line.startswith("ESTAB")], 3), \
         server_side_connections(server, client_port)
     conn.close()
-    assert rss_kb(server.pid) <= rss_before_wait + 1024
+    # The answers were never held: memory never rose by more than a few write buffers
+    # (256 KB each) over what it was before the flood, where 40 MB of answers would show.
+    assert status_kb(server.pid, "VmHWM") <= baseline + 8 * 1024
     assert addresses(ask(server, zone.WWW.name, tcp=True)) == list(zone.WWW.values)
 
 
-def rss_kb(pid: int) -> int:
+def reset_peak_rss(pid: int) -> int:
+    """Start measuring the process's peak memory (VmHWM) from now; its memory now, in KB."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets the peak resident set size to the current one
+    return status_kb(pid, "VmRSS")
+
+
+def status_kb(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
 # ------------------------------------------------------------ descriptors and the admin port

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 
 import dns.flags
 import dns.message
@@ -14,11 +15,13 @@ import dns.rrset
 import pytest
 
 from consuldns.cli import adminclient
-from tests.e2e.client import addresses, ask, scrape
+from tests.e2e.admin import cache_state, delta, scrape
+from tests.e2e.client import addresses, ask
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 
+SOA_TYPE = 6
 SOA = "ns.cache.test. hostmaster.cache.test. 1 3600 600 86400 {minimum}"
 
 
@@ -48,6 +51,22 @@ def queries_for(fake: FakeUpstream, name: str) -> int:
     return sum(1 for r in fake.received if r.name == name)
 
 
+def asked_again(server, name: str, asked_upstream: Callable[[], int], since: float,
+                lifetime: float, timeout: float = 5.0) -> None:
+    """Ask `name` until the upstream is asked a second time: not before `lifetime` seconds
+    after `since` (when the first query was sent; the entry was stored later), and not much
+    after it. Polls instead of sleeping past the expiry."""
+    deadline = since + lifetime + timeout
+    while time.monotonic() < deadline:
+        ask(server, name)
+        answered = time.monotonic()
+        if asked_upstream() >= 2:
+            assert answered - since >= lifetime, "asked again before the entry expired"
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{name} was not asked again {lifetime + timeout} s after the first")
+
+
 def test_repeats_reach_the_upstream_once(consuldns_server, fake_upstream):
     fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.1"], ttl=300))
     server = consuldns_server(upstreams=[fake])
@@ -57,36 +76,58 @@ def test_repeats_reach_the_upstream_once(consuldns_server, fake_upstream):
     assert queries_for(fake, "repeat.cache.test.") == 1
 
 
-def test_ttl_counts_down_on_hits(consuldns_server):
-    server = consuldns_server()
-    first = ask(server, zone.WWW.name).answer[0].ttl
-    assert first == zone.WWW.ttl
-    time.sleep(2.1)
-    later = ask(server, zone.WWW.name).answer[0].ttl
-    assert zone.WWW.ttl - 3 <= later <= zone.WWW.ttl - 2
+def test_ttl_counts_down_on_hits(shared_consuldns):
+    server = shared_consuldns
+    asked = time.monotonic()
+    assert ask(server, zone.WWW.name).answer[0].ttl == zone.WWW.ttl
+    seen = [zone.WWW.ttl]
+    deadline = asked + 5
+    while seen[-1] > zone.WWW.ttl - 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen.append(ask(server, zone.WWW.name).answer[0].ttl)
+    # Two seconds off once the entry (stored after `asked`) is two seconds old, not sooner.
+    assert seen[-1] == zone.WWW.ttl - 2 and time.monotonic() - asked >= 2.0
+    assert seen == sorted(seen, reverse=True)
 
 
 def test_expiry_refetches(consuldns_server, fake_upstream):
     fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.2"], ttl=1))
     server = consuldns_server(upstreams=[fake])
+    asked = time.monotonic()
     ask(server, "short.cache.test")
     ask(server, "short.cache.test")
     assert queries_for(fake, "short.cache.test.") == 1
-    time.sleep(1.2)
-    ask(server, "short.cache.test")
-    assert queries_for(fake, "short.cache.test.") == 2
+    asked_again(server, "short.cache.test", lambda: queries_for(fake, "short.cache.test."),
+                asked, lifetime=1)
 
 
-def test_negative_answers_are_cached_for_the_soa_minimum(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: nxdomain_with_soa(query, 300, 2))
+def test_min_ttl_sets_how_long_agent_answers_stay_cached(consuldns_server, shared_double):
+    """The agent answers with TTL 0; [cache.consul] min_ttl = 1 raises both the TTL clients
+    see and the entry's lifetime."""
+    server = consuldns_server(config="[cache.consul]\nmin_ttl = 1\n")
+    count = shared_double.control.count
+    asked = time.monotonic()
+    assert {rrset.ttl for rrset in ask(server, "web.service.consul").answer} == {1}
+    ask(server, "web.service.consul")
+    assert count("web.service.consul") == 1
+    asked_again(server, "web.service.consul", lambda: count("web.service.consul"), asked,
+                lifetime=1)
+
+
+@pytest.mark.parametrize("soa_ttl,minimum", [(300, 1), (1, 300)],
+                         ids=["minimum-lower", "soa-ttl-lower"])
+def test_negative_answers_live_the_lower_of_soa_ttl_and_minimum(consuldns_server,
+                                                                fake_upstream, soa_ttl, minimum):
+    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM), whichever of the two is lower."""
+    fake = fake_upstream(lambda query, transport: nxdomain_with_soa(query, soa_ttl, minimum))
     server = consuldns_server(upstreams=[fake])
+    asked = time.monotonic()
     first = ask(server, "gone.cache.test")
-    assert first.rcode() == dns.rcode.NXDOMAIN and first.authority[0].ttl == 2
+    assert first.rcode() == dns.rcode.NXDOMAIN and first.authority[0].ttl == 1
     assert ask(server, "gone.cache.test").rcode() == dns.rcode.NXDOMAIN
     assert queries_for(fake, "gone.cache.test.") == 1
-    time.sleep(2.2)
-    ask(server, "gone.cache.test")
-    assert queries_for(fake, "gone.cache.test.") == 2
+    asked_again(server, "gone.cache.test", lambda: queries_for(fake, "gone.cache.test."),
+                asked, lifetime=1)
 
 
 def test_negative_answer_without_soa_is_not_cached(consuldns_server, fake_upstream):
@@ -102,29 +143,29 @@ def test_negative_answer_without_soa_is_not_cached(consuldns_server, fake_upstre
     assert queries_for(fake, "nosoa.cache.test.") == 3
 
 
-def test_real_upstream_negative_ttl_is_min_of_soa_ttl_and_minimum(consuldns_server):
-    reply = ask(consuldns_server(), zone.NX_NAME)
+def test_real_upstream_negative_ttl_is_min_of_soa_ttl_and_minimum(shared_consuldns):
+    reply = ask(shared_consuldns, zone.NX_NAME)
     assert reply.rcode() == dns.rcode.NXDOMAIN
     assert reply.authority[0].ttl == zone.NEGATIVE_TTL
 
 
-def test_deregistration_is_visible_on_the_next_query(consuldns_server, consul_double):
-    server = consuldns_server()
+def test_deregistration_is_visible_on_the_next_query(shared_consuldns, shared_double):
+    server = shared_consuldns
     assert sorted(addresses(ask(server, "web.service.consul"))) == sorted(catalogs.WEB_HEALTHY)
-    consul_double.control.deregister_service("web-node1")
+    shared_double.control.deregister_service("web-node1")
     after = addresses(ask(server, "web.service.consul"))
     assert sorted(after) == sorted(catalogs.WEB_HEALTHY[1:])
-    consul_double.control.set_check("critical", service_id="web-node2")
+    shared_double.control.set_check("critical", service_id="web-node2")
     assert catalogs.WEB_HEALTHY[1] not in addresses(ask(server, "web.service.consul"))
 
 
-def concurrent(server, name: str, count: int) -> list[dns.message.Message]:
+def concurrent(server, name: str, count: int, tcp: bool = False) -> list[dns.message.Message]:
     replies: list = [None] * count
     barrier = threading.Barrier(count)
 
     def one(index: int) -> None:
         barrier.wait()
-        replies[index] = ask(server, name, timeout=5)
+        replies[index] = ask(server, name, tcp=tcp, timeout=5)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -134,13 +175,43 @@ def concurrent(server, name: str, count: int) -> list[dns.message.Message]:
     return replies
 
 
-def test_concurrent_identical_misses_share_one_agent_exchange(consuldns_server, consul_double):
-    server = consuldns_server()
-    consul_double.control.set_fault("latency", delay=0.4)
-    consul_double.control.reset_counters()
-    replies = concurrent(server, "web.service.consul", 30)
+COALESCED = "consuldns_cache_coalesced_total"
+JOINERS = 20  # concurrent identical misses
+AGENT_LATENCY = 1.0  # every query of a burst arrives while the first one's exchange lasts
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_concurrent_identical_misses_share_one_agent_exchange(shared_consuldns, shared_double,
+                                                              tcp):
+    """UDP misses join as followers of the first one's exchange, TCP misses through the
+    in-flight map: one agent query, and every other miss counted as coalesced."""
+    server = shared_consuldns
+    shared_double.control.set_fault("latency", delay=AGENT_LATENCY)
+    before = scrape(server)
+    replies = concurrent(server, "web.service.consul", JOINERS, tcp=tcp)
     assert all(sorted(addresses(r)) == sorted(catalogs.WEB_HEALTHY) for r in replies)
-    assert consul_double.control.counters().total == 1
+    assert shared_double.control.counters().total == 1
+    assert delta(before, scrape(server), COALESCED) == JOINERS - 1
+
+
+def test_misses_join_a_background_refresh_under_way(consuldns_server, shared_double):
+    """A prefetch refresh is still waiting on the agent when the entry expires: the misses
+    that follow wait for it instead of asking the agent again."""
+    server = consuldns_server(admin=True, config="[cache]\nprefetch = true\n"
+                                                 "[cache.consul]\nmin_ttl = 2\n")
+    control = shared_double.control
+    ask(server, "web.service.consul")  # fresh for 2 s; its last second is for prefetching
+    control.set_fault("latency", delay=3.0)
+    control.reset_counters()
+    # A hit in the entry's last second (TTL 1 left) starts the refresh.
+    assert wait_until(lambda: ask(server, "web.service.consul").answer[0].ttl == 1)
+    assert wait_until(lambda: control.counters().total == 1)  # the refresh, still waiting
+    assert wait_until(lambda: cache_state(server, "web.service.consul") == "stale")  # expired
+    before = scrape(server)
+    replies = concurrent(server, "web.service.consul", JOINERS)
+    assert all(sorted(addresses(r)) == sorted(catalogs.WEB_HEALTHY) for r in replies)
+    assert control.counters().total == 1
+    assert delta(before, scrape(server), COALESCED) == JOINERS
 
 
 def order_counts(server, name: str, times: int) -> collections.Counter:
@@ -158,20 +229,19 @@ def test_cached_agent_answers_are_shuffled_on_every_hit(consuldns_server, consul
     assert set(firsts) == set(catalogs.WEB_HEALTHY)
 
 
-def test_cached_upstream_answers_are_shuffled_on_every_hit(consuldns_server):
-    server = consuldns_server()
+def test_cached_upstream_answers_are_shuffled_on_every_hit(shared_consuldns):
+    server = shared_consuldns
     orders = order_counts(server, zone.MULTI.name, 60)
     firsts = collections.Counter(order[0] for order in orders.elements())
     assert set(firsts) == set(zone.MULTI.values)
     assert max(firsts.values()) < 30
 
 
-def test_agent_down_serves_stale_with_ttl_30(consuldns_server, consul_double):
-    server = consuldns_server(config="[cache.consul]\nmin_ttl = 1\n")
-    fresh = ask(server, "web.service.consul")
+def test_agent_down_serves_stale_with_ttl_30(consuldns_server, shared_double):
+    server = consuldns_server()
+    fresh = ask(server, "web.service.consul")  # TTL 0: expired at once
     assert sorted(addresses(fresh)) == sorted(catalogs.WEB_HEALTHY)
-    consul_double.control.set_fault("drop")
-    time.sleep(1.1)
+    shared_double.control.set_fault("drop")
     stale = ask(server, "web.service.consul", timeout=5)
     assert stale.rcode() == dns.rcode.NOERROR
     assert sorted(addresses(stale)) == sorted(catalogs.WEB_HEALTHY)
@@ -179,31 +249,49 @@ def test_agent_down_serves_stale_with_ttl_30(consuldns_server, consul_double):
     started = time.monotonic()
     again = ask(server, "web.service.consul", timeout=5)
     assert sorted(addresses(again)) == sorted(catalogs.WEB_HEALTHY)
-    assert time.monotonic() - started < 0.5  # known failure: stale at once, refresh behind
-    consul_double.control.clear_faults()
+    assert time.monotonic() - started < 1.0  # known failure: stale at once, not in 2 s
+    shared_double.control.clear_faults()
     assert wait_until(lambda: ask(server, "web.service.consul").answer[0].ttl != 30, 5)
 
 
-def test_agent_with_ttl_zero_down_still_serves_stale(consuldns_server, consul_double):
-    server = consuldns_server()
+def test_agent_with_ttl_zero_down_still_serves_stale(shared_consuldns, shared_double):
+    server = shared_consuldns
     assert addresses(ask(server, "web.service.consul"))
-    consul_double.control.set_fault("servfail")
+    shared_double.control.set_fault("servfail")
     stale = ask(server, "web.service.consul", timeout=5)
     assert sorted(addresses(stale)) == sorted(catalogs.WEB_HEALTHY)
     assert stale.answer[0].ttl == 30
 
 
-def test_agent_nxdomain_is_news_not_a_reason_for_stale(consuldns_server, consul_double):
-    server = consuldns_server(config="[cache.consul]\nmin_ttl = 1\n")
-    assert addresses(ask(server, "db.service.consul"))
-    consul_double.control.set_check("critical", service_id="db-node5")
-    time.sleep(1.1)
-    assert ask(server, "db.service.consul").rcode() == dns.rcode.NXDOMAIN
+def test_agent_nodata_is_served_stale_too(shared_consuldns, shared_double):
+    """The AAAA of an IPv4-only service is NODATA; nginx fails a name when either of its A
+    and AAAA queries fails, so an outage must not turn that NODATA into SERVFAIL."""
+    server = shared_consuldns
+    nodata = ask(server, "web.service.consul", "AAAA")
+    assert nodata.rcode() == dns.rcode.NOERROR and nodata.answer == [] and nodata.authority
+    shared_double.control.set_fault("servfail")
+    for _ in range(2):  # when the agent fails, then while it keeps failing
+        stale = ask(server, "web.service.consul", "AAAA")
+        assert stale.rcode() == dns.rcode.NOERROR and stale.answer == []
+        assert [(rrset.rdtype, rrset.ttl) for rrset in stale.authority] == [(SOA_TYPE, 30)]
 
 
-def test_failing_agent_never_becomes_nxdomain(consuldns_server, consul_double):
-    server = consuldns_server()
-    consul_double.control.set_fault("drop")
+def test_agent_nxdomain_is_news_and_never_served_stale(shared_consuldns, shared_double):
+    server = shared_consuldns
+    control = shared_double.control
+    assert addresses(ask(server, "db.service.consul"))  # TTL 0: expired at once
+    control.set_check("critical", service_id="db-node5")
+    assert ask(server, "db.service.consul").rcode() == dns.rcode.NXDOMAIN  # not the stale A
+    control.set_fault("servfail")
+    for _ in range(2):  # when the agent fails, then while it keeps failing
+        reply = ask(server, "db.service.consul")
+        # A stale NXDOMAIN would hide the service once it is back: SERVFAIL instead.
+        assert reply.rcode() == dns.rcode.SERVFAIL and not reply.authority
+
+
+def test_failing_agent_never_becomes_nxdomain(shared_consuldns, shared_double):
+    server = shared_consuldns
+    shared_double.control.set_fault("drop")
     reply = ask(server, "never-seen.service.consul", timeout=5)
     assert reply.rcode() == dns.rcode.SERVFAIL
 
@@ -225,15 +313,16 @@ def test_cache_size_bound_holds_under_ten_times_more_names(consuldns_server, fak
 
 
 def test_prefetch_refreshes_a_hot_entry_before_it_expires(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.4"], ttl=3))
+    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.4"], ttl=2))
     server = consuldns_server(upstreams=[fake], config="[cache]\nprefetch = true\n")
-    deadline = time.monotonic() + 4.5
-    ttls = []
-    while time.monotonic() < deadline:
-        ttls.append(ask(server, "hot.cache.test").answer[0].ttl)
-        time.sleep(0.1)
-    assert queries_for(fake, "hot.cache.test.") >= 2
-    assert 0 not in ttls  # the entry was renewed before it ran out
+    deadline = time.monotonic() + 5
+    while queries_for(fake, "hot.cache.test.") < 2 and time.monotonic() < deadline:
+        ask(server, "hot.cache.test")  # hits; those in the entry's last second prefetch
+        time.sleep(0.05)
+    first, second = [r.at for r in fake.received if r.name == "hot.cache.test."][:2]
+    # The entry was stored after `first` came in, so it expired after first + 2: asked
+    # again before that, it was renewed while still fresh.
+    assert second - first < 2
 
 
 # ------------------------------------------------------------------ memory bounded in bytes

@@ -22,26 +22,24 @@ import dns.rrset
 import pytest
 
 from tests.e2e.client import addresses, ask
-from tests.e2e.fake_upstream import RAW, RESET, FakeUpstream, answer_a, frame
+from tests.e2e.fake_upstream import RAW, RESET, FakeUpstream, answer_a, frame, truncated
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 from tests.harness.consuldns import ConsulDNS, start_consuldns
 
 GOOD = "192.0.2.80"
-LATE = "192.0.2.81"
+LATE_ADDRESS = "192.0.2.81"
 EVIL = "203.0.113.66"
 DEADLINE = 2.0  # upstream.timeout as _config sets it: one deadline per client query
+# Bounds on time: a failure passed on "at once" must come well before the deadline; how much
+# sooner is the machine's speed, not the behaviour (a loaded CI machine is slow).
+FAST = DEADLINE / 2
+LATE = DEADLINE + 1.0  # "at the deadline": not a second try or a wait for a late reply
 
 
 def rcode_reply(query: dns.message.Message, rcode: int) -> bytes:
     reply = dns.message.make_response(query)
     reply.set_rcode(rcode)
-    return reply.to_wire()
-
-
-def truncated(query: dns.message.Message) -> bytes:
-    reply = dns.message.make_response(query)
-    reply.flags |= dns.flags.TC
     return reply.to_wire()
 
 
@@ -58,25 +56,11 @@ def slow(fake, query, transport):
     name = query.question[0].name.to_text().lower()
     if sum(1 for r in fake.received if r.name == name) > 1:
         return answer_a(query, [GOOD])
-    return later(fake, 2.4, answer_a(query, [LATE]))
+    return fake.answer_later(2.4, answer_a(query, [LATE_ADDRESS]))
 
 
 def slow_within_deadline(fake, query, transport):
-    return later(fake, 0.8, answer_a(query, [GOOD]))
-
-
-def later(fake, delay: float, reply: bytes):
-    port = fake.received[-1].port
-    timer = threading.Timer(delay, _send_quietly, (fake.udp, reply, (fake.host, port)))
-    timer.daemon = True
-    timer.start()
-
-
-def _send_quietly(sock: socket.socket, data: bytes, address) -> None:
-    try:
-        sock.sendto(data, address)
-    except OSError:
-        pass
+    return fake.answer_later(0.8, answer_a(query, [GOOD]))
 
 
 def servfail(fake, query, transport):
@@ -175,7 +159,7 @@ class Matrix:
         assert self.server.alive()
         for tcp in (False, True):
             reply, elapsed = self.timed(zone.WWW.name, tcp=tcp)
-            assert addresses(reply) == list(zone.WWW.values) and elapsed < 0.5
+            assert addresses(reply) == list(zone.WWW.values) and elapsed < DEADLINE
 
 
 def _config(fakes: dict[str, FakeUpstream]) -> str:
@@ -221,19 +205,18 @@ def m(matrix: Matrix) -> Iterator[Matrix]:
 def test_silent_server_servfail_at_the_deadline(m):
     reply, elapsed = m.timed("a.silent.test")
     assert reply.rcode() == dns.rcode.SERVFAIL
-    assert DEADLINE - 0.2 < elapsed < DEADLINE + 0.6
+    assert DEADLINE - 0.2 < elapsed < LATE
 
 
 def test_slow_server_beyond_the_deadline_servfail_then_the_late_reply_serves_the_retry(m):
     reply, elapsed = m.timed("a.slow.test")
     assert reply.rcode() == dns.rcode.SERVFAIL
-    assert elapsed < DEADLINE + 0.6
+    assert elapsed < LATE
     # The late reply (2.4 s) arrives within the grace period (5 s) and is cached: the
-    # client's retry, which comes later than that (stub clients wait seconds), is a hit and
-    # the slow server is not asked again.
-    time.sleep(1.0)
-    reply, elapsed = m.timed("a.slow.test")
-    assert addresses(reply) == [LATE] and elapsed < 0.2
+    # client's retry, which comes after that (stub clients wait seconds), is a hit and the
+    # slow server is not asked again.
+    assert wait_for(lambda: m.fakes["slow"].late_sent == 1)
+    assert wait_for(lambda: addresses(m.timed("a.slow.test")[0]) == [LATE_ADDRESS], 1.0)
     assert len(m.asked("slow", "a.slow.test")) == 1
 
 
@@ -241,12 +224,13 @@ def test_slow_server_within_the_deadline_is_waited_for(m):
     reply, elapsed = m.timed("a.slow-within-deadline.test")
     assert addresses(reply) == [GOOD] and 0.7 < elapsed < DEADLINE
     reply, elapsed = m.timed("a.slow-within-deadline.test")
-    assert addresses(reply) == [GOOD] and elapsed < 0.2  # cached
+    assert addresses(reply) == [GOOD] and elapsed < 0.7  # cached: not the 0.8 s upstream
+    assert len(m.asked("slow-within-deadline", "a.slow-within-deadline.test")) == 1
 
 
 def test_servfail_is_passed_on_quickly_and_remembered_briefly(m):
     reply, elapsed = m.timed("a.servfail.test")
-    assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+    assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
     reply, _ = m.timed("a.servfail.test")
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert len(m.asked("servfail", "a.servfail.test")) == 1  # servfail_ttl spares the server
@@ -255,13 +239,13 @@ def test_servfail_is_passed_on_quickly_and_remembered_briefly(m):
 def test_refused_becomes_servfail_and_is_not_cached(m):
     for _ in range(2):
         reply, elapsed = m.timed("a.refused.test")
-        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
     assert len(m.asked("refused", "a.refused.test")) == 2
 
 
 def test_formerr_to_edns_is_retried_without_edns(m):
     reply, elapsed = m.timed("a.formerr-edns.test")
-    assert addresses(reply) == [GOOD] and elapsed < 0.5
+    assert addresses(reply) == [GOOD] and elapsed < FAST
     edns = [r.has_edns for r in m.asked("formerr-edns", "a.formerr-edns.test")]
     assert edns == [True, False]
 
@@ -269,7 +253,7 @@ def test_formerr_to_edns_is_retried_without_edns(m):
 def test_garbage_reply_servfail_fast_and_nothing_cached(m):
     for _ in range(2):
         reply, elapsed = m.timed("a.garbage.test")
-        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
         assert reply.answer == []
     assert len(m.asked("garbage", "a.garbage.test")) == 2
 
@@ -277,18 +261,18 @@ def test_garbage_reply_servfail_fast_and_nothing_cached(m):
 def test_address_record_of_the_wrong_length_servfail_and_nothing_cached(m):
     for _ in range(2):
         reply, elapsed = m.timed("a.bad-address.test")
-        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
     assert len(m.asked("bad-address", "a.bad-address.test")) == 2
 
 
 def test_noise_is_ignored_and_the_real_answer_accepted(m):
     reply, elapsed = m.timed("a.noise.test")
-    assert addresses(reply) == [GOOD] and elapsed < 0.5
+    assert addresses(reply) == [GOOD] and elapsed < FAST
 
 
 def test_spoofed_replies_are_ignored_and_the_real_answer_accepted(m):
     reply, elapsed = m.timed("a.spoof.test")
-    assert addresses(reply) == [GOOD] and elapsed < 0.5
+    assert addresses(reply) == [GOOD] and elapsed < FAST
     assert addresses(m.timed("a.spoof.test")[0]) == [GOOD]  # the cache holds the real one
     # The reply to a question never asked was not cached: asking it goes upstream.
     m.timed("victim.spoof.test")
@@ -298,7 +282,7 @@ def test_spoofed_replies_are_ignored_and_the_real_answer_accepted(m):
 def test_tc_over_udp_with_tcp_refused_servfail_fast(m):
     for tcp in (False, True):
         reply, elapsed = m.timed("a.tc-tcp-refused.test", tcp=tcp)
-        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
         assert not reply.flags & dns.flags.TC
     assert len(m.asked("tc-tcp-refused", "a.tc-tcp-refused.test")) == 2  # nothing cached
 
@@ -306,7 +290,7 @@ def test_tc_over_udp_with_tcp_refused_servfail_fast(m):
 def test_tcp_reset_mid_answer_servfail_fast_and_nothing_cached(m):
     for _ in range(2):
         reply, elapsed = m.timed("a.tcp-reset.test", edns=0, payload=4096)
-        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < 0.5
+        assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < FAST
     asked = m.asked("tcp-reset", "a.tcp-reset.test")
     assert [r.transport for r in asked] == ["udp", "tcp", "udp", "tcp"]
 
@@ -316,10 +300,11 @@ def test_agent_lost_its_servers_servfail_after_the_delay_never_nxdomain(m):
     assert addresses(m.timed("db.service.consul")[0]) == [catalogs.DB_ADDRESS]
     control.set_fault("servfail", delay=0.5)
     reply, elapsed = m.timed("never-asked.service.consul")
-    assert reply.rcode() == dns.rcode.SERVFAIL and 0.45 < elapsed < 1.0
+    # The agent's SERVFAIL is passed on when it comes (0.5 s), not at the deadline.
+    assert reply.rcode() == dns.rcode.SERVFAIL and 0.45 < elapsed < DEADLINE - 0.5
     stale, elapsed = m.timed("db.service.consul")  # asked before: the stale answer
     assert addresses(stale) == [catalogs.DB_ADDRESS] and stale.answer[0].ttl == 30
-    assert elapsed < 1.0
+    assert elapsed < DEADLINE - 0.5
     control.clear_faults()
     assert wait_for(lambda: m.timed("db.service.consul")[0].answer[0].ttl == 0)
 
@@ -334,11 +319,11 @@ def test_agent_silent_servfail_at_the_deadline_stale_for_known_names(m):
     stale, _ = m.timed("web.service.consul")
     thread.join()
     reply, elapsed = unseen[0]
-    assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < DEADLINE + 0.6
+    assert reply.rcode() == dns.rcode.SERVFAIL and elapsed < LATE
     assert sorted(addresses(stale)) == sorted(catalogs.WEB_HEALTHY)
     assert stale.answer[0].ttl == 30
     again, elapsed = m.timed("web.service.consul")
-    assert addresses(again) and elapsed < 0.3  # known failure: stale at once
+    assert addresses(again) and elapsed < FAST  # known failure: stale at once
     control.clear_faults()
 
 

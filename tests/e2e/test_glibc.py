@@ -18,6 +18,7 @@ import pytest
 
 from tests.harness import catalogs
 from tests.harness import upstream as zone
+from tests.harness.missing import unavailable
 from tests.harness.netns import Netns, NetnsUnavailable, parse_ahosts
 from tests.harness.topology import NetnsTopology, start_netns_topology
 
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.netns
 
 BIG = "big.service.consul"
 BIG_ADDRESSES = tuple(f"127.1.0.{i}" for i in range(1, 41))
-RESOLV = "nameserver 127.0.0.1\noptions timeout:2 attempts:1{options}\n{search}"
+RESOLVER_TIMEOUT = 2  # seconds glibc waits for a reply before it gives up on a query
+RESOLV = (f"nameserver 127.0.0.1\noptions timeout:{RESOLVER_TIMEOUT} attempts:1{{options}}\n"
+          "{search}")
 
 
 def big_catalog() -> dict:
@@ -46,7 +49,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsTopology
     try:
         netns = Netns.create(workdir / "netns")
     except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     (workdir / "netns").mkdir(exist_ok=True)
     try:
         yield start_netns_topology(netns, workdir / "topology", catalog=big_catalog())
@@ -95,7 +98,7 @@ def test_search_domains(topology):
     # www.service.consul is NXDOMAIN at the agent; glibc goes on to www.example.test.
     code, found, elapsed = getent(topology, "www", search=search)
     assert (code, set(found)) == (0, set(zone.WWW.values))
-    assert elapsed < 1.5
+    assert elapsed < RESOLVER_TIMEOUT  # no query of the search list waited for a timeout
 
 
 @pytest.mark.parametrize("name", [zone.NX_NAME.rstrip("."), "nope.service.consul"])
@@ -104,8 +107,8 @@ def test_nxdomain_is_answered_fast(topology, name):
     assert reply.rcode() == dns.rcode.NXDOMAIN
     code, found, elapsed = getent(topology, name, search="service.consul example.test")
     assert (code, found) == (2, {})
-    # Every name of the search list tried, each NXDOMAIN at once: far below timeout:2.
-    assert elapsed < 1.0
+    # Every name of the search list tried, each NXDOMAIN at once: none waited for timeout:2.
+    assert elapsed < RESOLVER_TIMEOUT
 
 
 def test_forty_instances_tc_then_tcp(topology):
@@ -137,4 +140,4 @@ def test_resolver_options(topology, options):
     code, found, _ = getent(topology, BIG, options=options)
     assert (code, set(found)) == (0, set(BIG_ADDRESSES))
     code, found, elapsed = getent(topology, "nope.service.consul", options=options)
-    assert (code, found) == (2, {}) and elapsed < 1.0
+    assert (code, found) == (2, {}) and elapsed < RESOLVER_TIMEOUT

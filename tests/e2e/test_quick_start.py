@@ -21,7 +21,7 @@ READY_MARK = "Ctrl-C stops consuldns and the double."
 def code_blocks_after(heading: str, text: str) -> list[list[str]]:
     """The lines of each fenced block in the README section that starts with `heading`."""
     section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```(?:sh)?\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```(?:sh)?\n(.*?)```", section, flags=re.DOTALL)
     return [[line for line in block.splitlines() if line.strip()] for block in blocks]
 
 
@@ -85,7 +85,7 @@ def test_try_it_answers_web_then_ctrl_c_stops_everything(tmp_path, upstream):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    answered = re.findall(r"^web\.service\.consul\.\s+\d+\s+IN\s+A\s+(\S+)$", output, re.M)
+    answered = re.findall(r"^web\.service\.consul\.\s+\d+\s+IN\s+A\s+(\S+)$", output, re.MULTILINE)
     assert sorted(answered) == WEB_HEALTHY
     assert f"$ {sys.prefix}/bin/consuldns query web.service.consul --server {listen}" in output
     assert len(children) == 2  # the double and consuldns

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import subprocess
+import time
 
 import pytest
 
@@ -32,9 +32,15 @@ def query_lines(server, name: str) -> list[dict[str, str]]:
     return lines
 
 
+SHARED_CONSULDNS_ARGS = ["--log-queries"]  # for the module's shared_consuldns
+
+
 @pytest.fixture
-def server(consuldns_server):
-    return consuldns_server(extra_args=["--log-queries"])
+def server(shared_consuldns):
+    """The module's consuldns, cache and log emptied (query_lines reads what this test did);
+    its log is opened for appending, so it carries on at the new end."""
+    shared_consuldns.proc_handle.log_path.write_text("")
+    return shared_consuldns
 
 
 # ------------------------------------------------------------------------------ dig
@@ -179,7 +185,7 @@ def test_node_cares_resolver(server):
     assert got["dual6"]["ok"] == list(zone.DUAL_AAAA.values)
     assert sorted(r["exchange"] for r in got["mx"]["ok"]) == ["mx1.example.test",
                                                               "mx2.example.test"]
-    assert all(result["ms"] < 1000 for result in got.values())
+    assert all(result["ms"] < 3000 for result in got.values())  # none waited for its timeout
     # 2 KB of TXT fits no UDP reply whatever c-ares advertises: TC over UDP, then TCP.
     big = query_lines(server, zone.BIG.name)
     assert [line["transport"] for line in big] == ["udp", "tcp"]

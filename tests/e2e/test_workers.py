@@ -16,11 +16,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consuldns import __version__
-from tests.e2e.client import addresses, ask, http, scrape
+from tests.e2e.admin import http, scrape
+from tests.e2e.client import addresses, ask
 from tests.e2e.fake_upstream import FakeUpstream, answer_a
 from tests.harness import catalogs
-from tests.harness.consuldns import product_env
 from tests.harness import upstream as zone
+from tests.harness.consuldns import product_env
 from tests.harness.procs import live_children
 
 

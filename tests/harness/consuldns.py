@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Protocol
 
 from tests.harness.ports import format_address, free_tcp_port
-from tests.harness.tools import code_readable_by_nobody
 from tests.harness.procs import (
     HOST,
     Place,
@@ -21,6 +20,7 @@ from tests.harness.procs import (
     launch,
     wait_for_tcp,
 )
+from tests.harness.tools import code_readable_by_nobody
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A CHAOS-class question: consuldns answers it itself (REFUSED, per design.md), so readiness

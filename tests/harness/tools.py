@@ -9,23 +9,16 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
+from tests.harness.missing import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def missing(message: str) -> None:
-    """Fail under CI=1 (.ci/run installs everything), skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def need(binary: str, package: str) -> str:
     """The path of `binary` (a name on PATH or an absolute path); fails or skips without it."""
     path = shutil.which(binary)
     if path is None:
-        missing(f"{binary} missing: apt-get install {package} (see .ci/apt-packages.txt)")
+        unavailable(f"{binary} missing: apt-get install {package} (see .ci/apt-packages.txt)")
     return path
 
 
@@ -44,7 +37,7 @@ def code_readable_by_nobody() -> bool:
 def need_code_readable_by_nobody() -> None:
     """For tests of what happens after switching from root to nobody."""
     if os.geteuid() != 0:
-        missing("needs root: run the suite as root (CI does)")
+        unavailable("needs root: run the suite as root (CI does)")
     if not code_readable_by_nobody():
-        missing(f"nobody cannot read {REPO_ROOT} or {sys.prefix} (a clone in a 0700 home?): "
+        unavailable(f"nobody cannot read {REPO_ROOT} or {sys.prefix} (a clone in a 0700 home?): "
                 "clone under /srv or /opt to test dropping root")

@@ -15,10 +15,32 @@ from tests.harness.upstream import start_unbound
 
 def test_free_port_is_free_for_udp_and_tcp():
     port = free_port()
+    assert 1024 <= port <= 65535  # a real port: binding port 0 would pass below with any
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
             socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
         udp.bind(("127.0.0.1", port))
         tcp.bind(("127.0.0.1", port))
+        assert udp.getsockname()[1] == tcp.getsockname()[1] == port
+
+
+def test_free_port_skips_a_port_whose_tcp_side_is_taken(monkeypatch):
+    """The kernel picks the UDP port; one taken over TCP is passed over for the next."""
+    from tests.harness import ports
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        taken = squatter.getsockname()[1]
+        candidates = iter([taken, free_port()])
+
+        class KernelPicksCandidates(socket.socket):
+            def bind(self, address):
+                if self.type == socket.SOCK_DGRAM and address[1] == 0:
+                    address = (address[0], next(candidates))
+                super().bind(address)
+
+        monkeypatch.setattr(ports.socket, "socket", KernelPicksCandidates)
+        chosen = ports.free_port()
+    assert chosen not in (taken, 0)
 
 
 @pytest.mark.parametrize("address,expected", [
