@@ -20,6 +20,7 @@ from consuldns.consul.watch import Watcher, WatchSettings
 from consuldns.dns import wire
 from consuldns.ops import build, logs
 from consuldns.ops.admin import AdminServer
+from consuldns.ops.binding import bind_error_text
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.privileges import PrivilegeError, drop_privileges
 from consuldns.ops.reload import Reloader
@@ -27,7 +28,7 @@ from consuldns.ops.settings import ADMIN_OFF, Settings
 from consuldns.ops.workers import supervise
 from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
-from consuldns.serve.listeners import Listeners, bind
+from consuldns.serve.listeners import BindError, Listeners, bind
 from consuldns.serve.stats import Stats
 from consuldns.upstream.health import HealthChecker
 
@@ -102,6 +103,7 @@ class Server:
         self.runtime = Runtime(settings)
         self.admin = AdminServer(self.runtime)
         self.admin_listen = ""
+        self.dropped_root = False  # switched from root to server.user: no more ports < 1024
         self.reloader = Reloader(self, source)
         self._reloading: asyncio.Task | None = None
 
@@ -110,12 +112,12 @@ class Server:
         addresses = [address.parse(text) for text in settings.server.listen]
         try:
             bound = bind(addresses, reuse_port=settings.server.workers > 1)
-        except OSError as exc:
-            log.error("cannot bind %s: %s", ", ".join(settings.server.listen), exc.strerror)
+        except BindError as exc:
+            log.error("%s", bind_error_text(exc))
             return 1
         await self.apply_admin(settings)  # before dropping privileges, like the DNS ports
         try:
-            drop_privileges(settings.server.user)
+            self.dropped_root = drop_privileges(settings.server.user)
         except PrivilegeError as exc:
             log.error("%s", exc)
             return 1

@@ -251,7 +251,7 @@ def test_reload_cannot_bind_a_low_port_after_dropping_root(configured_server, fa
     path = Path(server.proc.args[server.proc.args.index("--config") + 1])
     path.write_text(config([f"127.0.0.1:{server.port}", "127.0.0.1:853"]))
     server.send_signal(signal.SIGHUP)
-    wait_for_log(server, "cannot bind 127.0.0.1:853: permission denied. After dropping "
+    wait_for_log(server, "cannot bind 127.0.0.1:853 (udp): permission denied. After dropping "
                          "privileges consuldns can no longer bind ports below 1024")
     assert addresses(ask(server, "still-here.test")) == ["192.0.2.1"]
 
