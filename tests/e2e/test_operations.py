@@ -164,7 +164,7 @@ def test_invalid_config_on_sighup_keeps_the_old_one(consuldns_server, fakes):
     server.send_signal(signal.SIGHUP)
     wait_for_log(server, "reload rejected, still serving the previous configuration")
     log_text = server.log_text()
-    assert "upstream.servers[0]: 'not-an-address' is not an address" in log_text
+    assert "upstream.servers[0]: 'not-an-address' is not an IP address" in log_text
     assert "cache.siez: unknown key; did you mean 'size'?" in log_text
     assert addresses(ask(server, "still.test")) == ["192.0.2.1"]
     metrics = scrape(server)
