@@ -477,7 +477,7 @@ def test_query_explain_shows_route_cache_and_the_agent_side_by_side(consuldns_se
 
     flushed = run_cli("cache", "flush", "web.service.consul", "--admin", server.admin_address)
     assert flushed.returncode == 0 and flushed.stdout.strip() == (
-        "flushed 1 entries for web.service.consul.")
+        "flushed 1 entry for web.service.consul.")
     after = run_cli("query", "web.service.consul", *target, "--explain", "--json")
     document = json.loads(after.stdout)
     assert document["explain"]["route"]["state"] == "miss"
