@@ -6,6 +6,7 @@ it forwards DNS to. IPv6 addresses are written in brackets when a port follows: 
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 Address = tuple[str, int]
@@ -18,12 +19,19 @@ def parse(text: str, default_port: int | None = None) -> Address:
     host, port_text = _split(text)
     if port_text is None:
         if default_port is None:
-            raise ValueError(f"{text!r} has no port: add one, e.g. '{show(host or text, 53)}'")
+            raise ValueError(_no_port(text, host))
         port = default_port
     else:
         port = _port(text, port_text)
-    _check_ip(text, host)
+    _check_ip(text, host, show("127.0.0.1", port) if port_text else "127.0.0.1")
     return host, port
+
+
+def _no_port(text: str, host: str) -> str:
+    if _is_ip(host):
+        return f"{text!r} has no port: add one, e.g. '{show(host, 53)}'"
+    return (f"{text!r} has no port and is not an IP address (names are not resolved here): "
+            "write e.g. '127.0.0.1:53'")
 
 
 def _split(text: str) -> tuple[str, str | None]:
@@ -48,12 +56,19 @@ def _port(text: str, port_text: str) -> int:
     return port
 
 
-def _check_ip(text: str, host: str) -> None:
+def _check_ip(text: str, host: str, example: str) -> None:
+    if not _is_ip(host):
+        where = f"{text!r}: {host!r}" if host != text else repr(text)
+        raise ValueError(f"{where} is not an IP address (names are not resolved here: write "
+                         f"the address, e.g. '{example}')")
+
+
+def _is_ip(host: str) -> bool:
     try:
         socket.inet_pton(family_of(host), host)
     except OSError:
-        raise ValueError(f"{text!r}: {host!r} is not an IP address (names are not resolved "
-                         "here: write the address, e.g. '127.0.0.1')") from None
+        return False
+    return True
 
 
 def family_of(host: str) -> int:
@@ -70,3 +85,12 @@ def canonical(address: Address) -> Address:
     host, port = address
     family = family_of(host)
     return socket.inet_ntop(family, socket.inet_pton(family, host)), port
+
+
+def reaches(server: Address, listen: Address) -> bool:
+    """Would a query sent to `server` arrive at a socket bound to `listen`? A wildcard listen
+    address (0.0.0.0, ::) takes the loopback and unspecified addresses of its family too."""
+    if server[1] != listen[1] or family_of(server[0]) != family_of(listen[0]):
+        return False
+    host, bound = ipaddress.ip_address(server[0]), ipaddress.ip_address(listen[0])
+    return host == bound or (bound.is_unspecified and (host.is_loopback or host.is_unspecified))

@@ -106,7 +106,8 @@ def verdict(result: Result, found: Explanation) -> str:
         return (f"same answer from consuldns and the {who}: if it is wrong, the cause is "
                 f"{'in Consul (catalog, health checks)' if who == 'agent' else 'upstream'}")
     cached = found.route or {}
-    if cached.get("state") in ("fresh", "stale"):
+    if cached.get("state") == "fresh" or (cached.get("state") == "stale"
+                                          and not _not_kept(cached)):
         return (f"consuldns answered from its cache ({cached['state']}, TTL left "
                 f"{cached.get('ttl_left', 0)} s) and the {who} has changed since: wait for the "
                 f"TTL or run `consuldns cache flush {found.name}`")
@@ -122,6 +123,8 @@ def render_text(result: Result, request: Request, found: Explanation) -> str:
         lines.append(f";; route: zone {found.route['zone']} -> {_route_servers(found.route)}")
     lines.append(f";; cache: {_cache_text(found.route)} before this query; "
                  f"{_cache_text(found.cache_after)} after")
+    if found.route is not None and found.route.get("watch"):
+        lines.append(f";; watch: {_watch_text(found.route['watch'])}")
     direct_address = found.direct_request.server.address if found.direct_request else "-"
     lines += [";;", ";; " + "".ljust(9) + f"consuldns {request.server.address}".ljust(COLUMN)
               + f"{found.direct_label} {direct_address}"]
@@ -141,11 +144,34 @@ def _route_servers(route: dict) -> str:
 def _cache_text(state: dict | None) -> str:
     if state is None:
         return "unknown"
+    if state["state"] == "fresh" and state.get("pinned"):
+        return (f"fresh ({state['rcode']}, TTL {state['own_lifetime']} but pinned by the "
+                f"watch: {state['ttl_left']} s left of {state['lifetime']})")
     if state["state"] == "fresh":
         return f"fresh ({state['rcode']}, TTL left {state['ttl_left']} s of {state['lifetime']})"
+    if _not_kept(state):
+        return ("not kept (TTL 0: consuldns asks the agent for every query, as expected; "
+                "[cache.consul] min_ttl or the watch keep answers longer)")
     if state["state"] == "stale":
         return f"stale (expired {state['expired_for']} s ago)"
     return "miss"
+
+
+def _not_kept(state: dict) -> bool:
+    """A TTL-0 answer: stored only for serve-stale, never fresh (not a fault)."""
+    return state["state"] == "stale" and state.get("own_lifetime") == 0 \
+        and not state.get("pinned")
+
+
+def _watch_text(watch: dict) -> str:
+    if watch["state"] == "off":
+        return "off (consul.http): .consul answers are kept by their TTL alone"
+    if watch["state"] == "not watched":
+        return f"{watch['service']} not watched"
+    pinned = watch.get("pinned_answers", 0)
+    problem = f"; {watch['problem']}" if watch.get("problem") else ""
+    return (f"{watch['service']} {watch['state']}, {pinned} "
+            f"{'answer' if pinned == 1 else 'answers'} pinned{problem}")
 
 
 def _side_by_side(ours: Result, theirs: Result | None) -> list[tuple[str, str, str]]:

@@ -16,7 +16,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from consuldns.dns import wire
-from consuldns.errors import MalformedPacket, UpstreamError
+from consuldns.errors import MalformedPacket, UpstreamError, UpstreamTimeout
 from consuldns.upstream.transport import (
     Question,
     Server,
@@ -80,12 +80,23 @@ async def exchange(request: Request) -> Outcome:
         remaining = max(request.timeout - (time.monotonic() - started), 0.05)
         try:
             raw = await ask(request.server, message, qid, question, remaining)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            raise UpstreamError(str(exc) or type(exc).__name__) from None
+        except (UpstreamError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            raise UpstreamError(no_reply_text(request, exc)) from None
         if transport == "udp" and raw[2] & 0x02:
             continue  # truncated: ask again over TCP, as dig does
         return Outcome(raw, transport, time.monotonic() - started)
     raise UpstreamError("truncated reply over UDP and no TCP answer")
+
+
+def no_reply_text(request: Request, exc: BaseException) -> str:
+    """Why the server gave no reply, in words: nothing listens there, silence, or the error."""
+    where = request.server.address
+    if isinstance(exc, ConnectionRefusedError) or isinstance(exc.__cause__,
+                                                             ConnectionRefusedError):
+        return f"nothing listens on {where} (connection refused)"
+    if isinstance(exc, (TimeoutError, UpstreamTimeout)):
+        return f"no reply from {where} within {request.timeout:g} s"
+    return f"no reply from {where}: {str(exc) or type(exc).__name__}"
 
 
 @dataclass
@@ -103,8 +114,7 @@ def ask(request: Request) -> Result:
     try:
         outcome = asyncio.run(exchange(request))
     except UpstreamError as exc:
-        return Result(None, None, f"no reply from {request.server.address}: {exc}",
-                      EXIT_NO_REPLY)
+        return Result(None, None, str(exc), EXIT_NO_REPLY)
     try:
         reply = wire.parse_reply(outcome.raw)
         message = dns.message.from_wire(outcome.raw)
@@ -122,7 +132,12 @@ def run(request: Request, *, json_output: bool) -> int:
     return result.exit_code
 
 
+NOT_THERE_HINT = "is consuldns running there? If it listens elsewhere, pass --server HOST:PORT"
+
+
 def render(result: Result, request: Request, json_output: bool) -> str:
+    if result.message is None and result.outcome is None:
+        return f";; {result.error}: {NOT_THERE_HINT}"
     if result.message is None:
         return f";; {result.error}"
     if json_output:

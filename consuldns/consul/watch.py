@@ -447,6 +447,6 @@ class AgentServers:
         time per answer), instead of making clients wait for an agent that can only fail."""
         watcher = self.watcher
         now = watcher.now()
-        for _key, entry in watcher.handler.cache.items():
+        for entry in watcher.handler.cache.entries():
             if entry.zone in watcher.settings.zones:
                 entry.failed_until = now + entry.stale_ttl

@@ -20,6 +20,7 @@ from consuldns.consul.watch import Watcher, WatchSettings
 from consuldns.dns import wire
 from consuldns.ops import build, descriptors, logs
 from consuldns.ops.admin import AdminServer
+from consuldns.ops.binding import bind_error_text
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.fleet import Fleet
 from consuldns.ops.privileges import (
@@ -30,11 +31,11 @@ from consuldns.ops.privileges import (
 )
 from consuldns.ops.reload import Reloader
 from consuldns.ops.settings import ADMIN_OFF, Settings
+from consuldns.ops.workers import Worker, supervise
 from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
-from consuldns.serve.listeners import Listeners, bind
+from consuldns.serve.listeners import BindError, Listeners, bind
 from consuldns.serve.stats import Stats
-from consuldns.ops.workers import Worker, supervise
 from consuldns.upstream.health import HealthChecker
 
 try:
@@ -122,6 +123,7 @@ class Server:
         owns_port = worker is not None and worker.slot == 0
         self.admin = AdminServer(self.runtime, Fleet(worker) if owns_port else None)
         self.admin_listen = ""
+        self.dropped_root = False  # switched from root to server.user: no more ports < 1024
         self.reloader = Reloader(self, source)
         self._reloading: asyncio.Task | None = None
 
@@ -130,12 +132,12 @@ class Server:
         addresses = [address.parse(text) for text in settings.server.listen]
         try:
             bound = bind(addresses, reuse_port=settings.server.workers > 1)
-        except OSError as exc:
-            log.error("cannot bind %s: %s", ", ".join(settings.server.listen), exc.strerror)
+        except BindError as exc:
+            log.error("%s", bind_error_text(exc))
             return 1
         await self.apply_admin(settings)  # before dropping privileges, like the DNS ports
         try:
-            drop_privileges(settings.server.user)
+            self.dropped_root = drop_privileges(settings.server.user)
         except PrivilegeError as exc:
             log.error("%s", exc)
             return 1

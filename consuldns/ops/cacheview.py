@@ -57,6 +57,8 @@ def _entry_state(handler: Handler, key: bytes) -> dict:
         "rcode": dns.rcode.to_text(entry.template.rcode),
         "answers": entry.template.sections[0],
         "lifetime": round(entry.expires - entry.stored),
+        "own_lifetime": round(entry.natural_expires - entry.stored),  # from the TTLs alone
+        "pinned": entry.expires > entry.natural_expires,  # kept longer by the Consul watch
         "age": round(now - entry.stored, 1),
         "hits": entry.hits,
     }

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from consuldns import address
 from consuldns.errors import ConfigError
 from consuldns.ops.settings import Settings
 from consuldns.ops.validate import problems_of
@@ -186,22 +187,16 @@ def resolv_conf_servers(path: str, own: list[tuple[str, int]]) -> list[str]:
     for line in lines:
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
-            address = parts[1].split("%", 1)[0]
-            if not _is_self(address, own):
-                servers.append(address)
+            server = parts[1].split("%", 1)[0]
+            if not _is_self(server, own):
+                servers.append(server)
     return servers
 
 
-def _is_self(address: str, own: list[tuple[str, int]]) -> bool:
+def _is_self(server: str, own: list[tuple[str, int]]) -> bool:
     try:
-        ip = ipaddress.ip_address(address)
+        ipaddress.ip_address(server)
     except ValueError:
         return True  # not an address we could use anyway
-    for host, port in own:
-        if port != 53:
-            continue
-        listen_ip = ipaddress.ip_address(host)
-        if listen_ip == ip or (listen_ip.is_unspecified and (ip.is_loopback or ip.is_unspecified)):
-            return True
-    return False
+    return any(address.reaches((server, 53), listen) for listen in own)
 

@@ -44,8 +44,9 @@ def switched_ids(user: str) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def drop_privileges(user: str) -> None:
-    """Switch to user (default nobody when running as root); a no-op when not root.
+def drop_privileges(user: str) -> bool:
+    """Switch to user (default nobody when running as root); a no-op when not root. True when
+    the process switched (it can no longer bind ports below 1024).
 
     user "root" keeps root on purpose (containers that need it; not recommended). After the
     switch the process cannot bind ports below 1024 again, so a reload that adds such a
@@ -54,11 +55,11 @@ def drop_privileges(user: str) -> None:
     if os.geteuid() != 0:
         if user and user != pwd.getpwuid(os.geteuid()).pw_name:
             log.info("not root: server.user %r ignored, running as uid %d", user, os.geteuid())
-        return
+        return False
     name = user or DEFAULT_USER_FOR_ROOT
     if name == "root":
         log.warning("running as root (user = \"root\"): privileges are not dropped")
-        return
+        return False
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -70,6 +71,7 @@ def drop_privileges(user: str) -> None:
     if os.geteuid() == 0:
         raise PrivilegeError(f"still root after switching to {name!r}")
     log.info("dropped privileges to %s (uid %d, gid %d)", name, entry.pw_uid, entry.pw_gid)
+    return True
 
 
 def prepare_switch(user: str) -> None:

@@ -11,19 +11,18 @@ servers that stay.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
-import os
 
 from consuldns import address
 from consuldns.address import Address
 from consuldns.dns import wire
 from consuldns.errors import ConfigError
 from consuldns.ops import build, descriptors
+from consuldns.ops.binding import bind_error_text
 from consuldns.ops.config import ConfigSource
 from consuldns.ops.settings import Settings
 from consuldns.serve.cache import Cache
-from consuldns.serve.listeners import Bound, bind
+from consuldns.serve.listeners import BindError, Bound, bind
 from consuldns.serve.router import Router
 from consuldns.serve.stats import Stats
 
@@ -118,10 +117,10 @@ class Reloader:
         for host, port in added:
             try:
                 bound += bind([(host, port)], reuse_port=settings.server.workers > 1)
-            except OSError as exc:
+            except BindError as exc:
                 for sockets in bound:
                     sockets.close()
-                self._rejected(_bind_error(host, port, exc))
+                self._rejected(bind_error_text(exc, self.server.dropped_root))
                 return None
         return bound
 
@@ -156,13 +155,6 @@ class Reloader:
             log.info("stopped listening on %s", _show([(host, port)]))
 
 
-def _bind_error(host: str, port: int, exc: OSError) -> str:
-    where = address.show(host, port)
-    if exc.errno == errno.EACCES and port < 1024 and os.geteuid() != 0:
-        return (f"cannot bind {where}: permission denied. After dropping privileges consuldns "
-                "can no longer bind ports below 1024: restart it, or run it under the systemd "
-                "unit in config/ (CAP_NET_BIND_SERVICE) instead of as root with server.user")
-    return f"cannot bind {where}: {exc.strerror or exc}"
 
 
 def _flushed_text(flushed: set[str]) -> str:

@@ -31,25 +31,30 @@ def problems_of(settings: Settings) -> list[str]:
         problems.append(f"{settings.source}: {key}: {message}")
 
     for checker in (_check_server, _check_consul, _check_watch, _check_upstream, _check_zones,
-                    _check_cache, _check_acl, _check_log, _check_admin):
+                    _check_loops, _check_cache, _check_acl, _check_log, _check_admin):
         checker(settings, report)
     return problems
 
 
 def _parses(parser: Callable[[str], object], text: str) -> bool:
+    return _parse_problem(parser, text) is None
+
+
+def _parse_problem(parser: Callable[[str], object], text: str) -> str | None:
+    """What is wrong with text, in the parser's own words (address.py says how to write it)."""
     try:
         parser(text)
-    except (ValueError, OSError):
-        return False
-    return True
+    except (ValueError, OSError) as exc:
+        return str(exc)
+    return None
 
 
-def _listen_ok(text: str) -> bool:
-    return _parses(address.parse, text)
+def _listen_problem(text: str) -> str | None:
+    return _parse_problem(address.parse, text)
 
 
-def _server_ok(text: str, default_port: int = 53) -> bool:
-    return _parses(lambda t: parse_server(t, default_port), text)
+def _server_problem(text: str, default_port: int = 53) -> str | None:
+    return _parse_problem(lambda t: parse_server(t, default_port), text)
 
 
 def _check_server(settings: Settings, report: Report) -> None:
@@ -57,8 +62,9 @@ def _check_server(settings: Settings, report: Report) -> None:
     if not server.listen:
         report("server.listen", "needs at least one address like '127.0.0.1:53'")
     for i, text in enumerate(server.listen):
-        if not _listen_ok(text):
-            report(f"server.listen[{i}]", f"{text!r} is not HOST:PORT (IPv6 as '[::1]:53')")
+        problem = _listen_problem(text)
+        if problem:
+            report(f"server.listen[{i}]", problem)
     if len(set(server.listen)) != len(server.listen):
         report("server.listen", "lists the same address twice")
     if not 1 <= server.workers <= 64:
@@ -94,9 +100,9 @@ def _user_exists(name: str) -> bool:
 def _check_consul(settings: Settings, report: Report) -> None:
     consul = settings.consul
     _check_deadline("consul.timeout", consul.timeout, report)
-    if not _server_ok(consul.address, 8600):
-        report("consul.address", f"{consul.address!r} is not HOST:PORT of the agent's DNS "
-               "interface, e.g. '127.0.0.1:8600'")
+    problem = _server_problem(consul.address, 8600)
+    if problem:
+        report("consul.address", problem)
     if not is_domain(consul.domain):
         report("consul.domain", "must be a domain name such as 'consul'")
     if consul.alt_domain and not is_domain(consul.alt_domain):
@@ -153,9 +159,9 @@ def _check_tls(tls, report: Report) -> None:
 def _check_upstream(settings: Settings, report: Report) -> None:
     upstream = settings.upstream
     for i, text in enumerate(upstream.servers):
-        if not _server_ok(text):
-            report(f"upstream.servers[{i}]", f"{text!r} is not an address like '192.0.2.53' or "
-                   "'127.0.0.1:5353'")
+        problem = _server_problem(text)
+        if problem:
+            report(f"upstream.servers[{i}]", problem)
     _check_deadline("upstream.timeout", upstream.timeout, report)
     if upstream.policy not in known.POLICIES:
         report("upstream.policy", f"must be one of {', '.join(known.POLICIES)}")
@@ -183,13 +189,44 @@ def _check_zones(settings: Settings, report: Report) -> None:
         if not zone.servers:
             report(f"{key}.servers", "needs at least one server, e.g. ['10.0.0.53']")
         for j, text in enumerate(zone.servers):
-            if not _server_ok(text):
-                report(f"{key}.servers[{j}]", f"{text!r} is not an address like '10.0.0.53' or "
-                       "'10.0.0.53:5353'")
+            problem = _server_problem(text)
+            if problem:
+                report(f"{key}.servers[{j}]", problem)
         if zone.policy not in known.POLICIES:
             report(f"{key}.policy", f"must be one of {', '.join(known.POLICIES)}")
         if zone.timeout:
             _check_deadline(f"{key}.timeout", zone.timeout, report)
+
+
+def _check_loops(settings: Settings, report: Report) -> None:
+    """A server that is consuldns itself: every query sent there would come back to it (and
+    fail after the route's deadline)."""
+    own = [listen for listen in map(_address_or_none, settings.server.listen) if listen]
+    for key, text, default_port in _servers_asked(settings):
+        server = _address_or_none(text, default_port)  # None: reported as unreadable already
+        taken = next((listen for listen in own
+                      if server and address.reaches(server, listen)), None)
+        if taken is not None:
+            report(key, f"{text!r} is consuldns itself (server.listen "
+                   f"{address.show(*taken)!r}): queries sent there would loop back; give the "
+                   "server consuldns should forward to")
+
+
+def _address_or_none(text: str, default_port: int | None = None) -> address.Address | None:
+    try:
+        return address.parse(text, default_port)
+    except ValueError:
+        return None
+
+
+def _servers_asked(settings: Settings) -> list[tuple[str, str, int]]:
+    """(key, address text, default port) of every server consuldns forwards to."""
+    servers = [("consul.address", settings.consul.address, 8600)]
+    servers += [(f"upstream.servers[{i}]", text, 53)
+                for i, text in enumerate(settings.upstream.servers)]
+    servers += [(f"zones[{i}].servers[{j}]", text, 53)
+                for i, zone in enumerate(settings.zones) for j, text in enumerate(zone.servers)]
+    return servers
 
 
 def _agent_zones(settings: Settings) -> set[str]:
@@ -262,8 +299,8 @@ def _check_admin(settings: Settings, report: Report) -> None:
     listen = settings.admin.listen
     if listen in known.ADMIN_OFF:
         return
-    if not _listen_ok(listen):
-        report("admin.listen", f"{listen!r} is not HOST:PORT, or 'off' to disable the admin "
-               "listener")
+    problem = _listen_problem(listen)
+    if problem:
+        report("admin.listen", f"{problem}; or 'off' to disable the admin listener")
     elif listen in settings.server.listen:
         report("admin.listen", f"{listen!r} is also a DNS listen address; pick another port")

@@ -303,3 +303,6 @@ class Cache:
 
     def items(self) -> list[tuple[bytes, Entry]]:
         return list(self._entries.items())
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())

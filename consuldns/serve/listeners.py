@@ -39,24 +39,38 @@ class Bound:
         self.tcp.close()
 
 
+class BindError(OSError):
+    """A listen address that could not be bound: which one, over which protocol, and why."""
+
+    def __init__(self, host: str, port: int, protocol: str, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host, self.port, self.protocol = host, port, protocol
+
+
 def make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(address.family_of(host), kind)
+    """A bound non-blocking socket; BindError names the address and protocol that failed."""
+    sock = None
     try:
+        sock = socket.socket(address.family_of(host), kind)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise BindError(host, port, "tcp" if kind == socket.SOCK_STREAM else "udp", exc) \
+            from exc
     return sock
 
 
 def bind(addresses: list[Address], reuse_port: bool = False) -> list[Bound]:
-    """UDP and TCP sockets for every address; on a failure none stays open (OSError)."""
+    """UDP and TCP sockets for every address; on a failure none stays open (BindError)."""
     bound: list[Bound] = []
     try:
         for host, port in addresses:
@@ -66,7 +80,6 @@ def bind(addresses: list[Address], reuse_port: bool = False) -> list[Bound]:
             except OSError:
                 udp.close()
                 raise
-            tcp.listen(LISTEN_BACKLOG)
             bound.append(Bound(host, port, udp, tcp))
     except OSError:
         for sockets in bound:

@@ -180,7 +180,9 @@ def _read_matching(sock: socket.socket, qid: int, question: Question,
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # ICMP port unreachable and friends: the server is not there
-            waiter.set_exception(UpstreamError(f"receive failed: {exc.strerror or exc}"))
+            error = UpstreamError(f"receive failed: {exc.strerror or exc}")
+            error.__cause__ = exc  # `consuldns query` tells "nothing listens" from the rest
+            waiter.set_exception(error)
             return
         if reply_matches(data, qid, question):
             waiter.set_result(data)

@@ -142,7 +142,7 @@ def test_invalid_config_on_sighup_keeps_the_old_one(consuldns_server, fakes):
     server.send_signal(signal.SIGHUP)
     wait_for_log(server, "reload rejected, still serving the previous configuration")
     log_text = server.log_text()
-    assert "upstream.servers[0]: 'not-an-address' is not an address" in log_text
+    assert "upstream.servers[0]: 'not-an-address' is not an IP address" in log_text
     assert "cache.siez: unknown key; did you mean 'size'?" in log_text
     assert addresses(ask(server, "still.test")) == ["192.0.2.1"]
     metrics = scrape(server)
@@ -228,7 +228,7 @@ def test_reload_cannot_bind_a_low_port_after_dropping_root(configured_server, fa
     path = Path(server.proc.args[server.proc.args.index("--config") + 1])
     path.write_text(config([f"127.0.0.1:{server.port}", "127.0.0.1:853"]))
     server.send_signal(signal.SIGHUP)
-    wait_for_log(server, "cannot bind 127.0.0.1:853: permission denied. After dropping "
+    wait_for_log(server, "cannot bind 127.0.0.1:853 (udp): permission denied. After dropping "
                          "privileges consuldns can no longer bind ports below 1024")
     assert addresses(ask(server, "still-here.test")) == ["192.0.2.1"]
 
@@ -516,7 +516,7 @@ def test_query_explain_shows_route_cache_and_the_agent_side_by_side(consuldns_se
 
     flushed = run_cli("cache", "flush", "web.service.consul", "--admin", server.admin_address)
     assert flushed.returncode == 0 and flushed.stdout.strip() == (
-        "flushed 1 entries for web.service.consul.")
+        "flushed 1 entry for web.service.consul.")
     after = run_cli("query", "web.service.consul", *target, "--explain", "--json")
     document = json.loads(after.stdout)
     assert document["explain"]["route"]["state"] == "miss"

@@ -57,7 +57,12 @@ INVALID = [
     ("listen-not-list", '[server]\nlisten = "127.0.0.1:53"',
      "server.listen: expected a list, got a string"),
     ("listen-no-port", '[server]\nlisten = ["127.0.0.1"]',
-     "server.listen[0]: '127.0.0.1' is not HOST:PORT"),
+     "server.listen[0]: '127.0.0.1' has no port: add one, e.g. '127.0.0.1:53'"),
+    ("listen-name", '[server]\nlisten = ["localhost:5354"]',
+     "server.listen[0]: 'localhost:5354': 'localhost' is not an IP address (names are not "
+     "resolved here: write the address, e.g. '127.0.0.1:5354')"),
+    ("listen-v6-no-brackets", '[server]\nlisten = ["::1"]',
+     "server.listen[0]: '::1' has no port: add one, e.g. '[::1]:53'"),
     ("listen-empty", "[server]\nlisten = []", "server.listen: needs at least one address"),
     ("listen-twice", '[server]\nlisten = ["127.0.0.1:53", "127.0.0.1:53"]',
      "server.listen: lists the same address twice"),
@@ -73,7 +78,7 @@ INVALID = [
     ("negative-rate", "[server]\nrate_limit = -1", "server.rate_limit: must be 0 (off)"),
     ("udp-size", "[server]\nmax_udp_size = 100", "server.max_udp_size: must be between 512"),
     ("agent-address", '[consul]\naddress = "consul:8600"',
-     "consul.address: 'consul:8600' is not HOST:PORT"),
+     "consul.address: 'consul:8600': 'consul' is not an IP address"),
     ("transport", '[consul]\ntransport = "quic"',
      "consul.transport: must be one of auto, udp, tcp"),
     ("reverse-zone", '[consul]\nreverse_zones = ["10.0.0.0/8"]',
@@ -81,7 +86,22 @@ INVALID = [
     ("policy", '[upstream]\npolicy = "fastest"',
      "upstream.policy: must be one of sequential, random, round_robin"),
     ("upstream-name", '[upstream]\nservers = ["dns.google"]',
-     "upstream.servers[0]: 'dns.google' is not an address"),
+     "upstream.servers[0]: 'dns.google' is not an IP address (names are not resolved"),
+    ("upstream-is-us", '[server]\nlisten = ["127.0.0.1:5354"]\n'
+     '[upstream]\nservers = ["127.0.0.1:5354"]',
+     "upstream.servers[0]: '127.0.0.1:5354' is consuldns itself (server.listen "
+     "'127.0.0.1:5354'): queries sent there would loop back"),
+    ("upstream-under-wildcard", '[server]\nlisten = ["0.0.0.0:53"]\n'
+     '[upstream]\nservers = ["10.0.0.1", "127.0.0.53"]',
+     "upstream.servers[1]: '127.0.0.53' is consuldns itself (server.listen '0.0.0.0:53')"),
+    ("upstream-under-v6-wildcard", '[server]\nlisten = ["[::]:5354"]\n'
+     '[upstream]\nservers = ["[::1]:5354"]',
+     "upstream.servers[0]: '[::1]:5354' is consuldns itself (server.listen '[::]:5354')"),
+    ("zone-server-is-us", '[server]\nlisten = ["127.0.0.1:5354"]\n[[zones]]\n'
+     'name = "corp.example"\nservers = ["10.0.0.53", "127.0.0.1:5354"]',
+     "zones[0].servers[1]: '127.0.0.1:5354' is consuldns itself"),
+    ("agent-is-us", '[server]\nlisten = ["127.0.0.1:8600"]',
+     "consul.address: '127.0.0.1:8600' is consuldns itself"),
     ("health-interval", "[upstream]\nhealth_interval = 0",
      "upstream.health_interval: must be between 0.05 and 60"),
     ("zone-without-servers", '[[zones]]\nname = "corp.example"',
@@ -108,7 +128,8 @@ INVALID = [
     ("log-level", '[log]\nlevel = "verbose"', "log.level: must be one of debug, info"),
     ("log-format", '[log]\nformat = "xml"', "log.format: must be one of text, json"),
     ("admin-no-port", '[admin]\nlisten = "localhost"',
-     "admin.listen: 'localhost' is not HOST:PORT, or 'off'"),
+     "admin.listen: 'localhost' has no port and is not an IP address (names are not "
+     "resolved here): write e.g. '127.0.0.1:53'; or 'off' to disable the admin listener"),
     ("admin-is-dns", '[server]\nlisten = ["127.0.0.1:9153"]',
      "admin.listen: '127.0.0.1:9153' is also a DNS listen address"),
 ]
