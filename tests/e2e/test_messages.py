@@ -18,7 +18,7 @@ from tests.e2e.client import ask
 from tests.e2e.fake_upstream import wait_until
 from tests.harness.consuldns import product_env
 from tests.harness.ports import free_port
-from tests.harness.tools import missing
+from tests.harness.missing import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOBODY = "65534"
@@ -47,10 +47,10 @@ def unprivileged() -> tuple[str, ...]:
     maps us to nobody (files stay readable wherever the checkout is); else nothing."""
     start_file = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
     if start_file.exists() and int(start_file.read_text()) <= 53:
-        missing("net.ipv4.ip_unprivileged_port_start <= 53: anyone may bind port 53 here")
+        unavailable("net.ipv4.ip_unprivileged_port_start <= 53: anyone may bind port 53 here")
     if os.geteuid() != 0:
         if _can_bind_53():
-            missing("this user may bind port 53 (CAP_NET_BIND_SERVICE)")
+            unavailable("this user may bind port 53 (CAP_NET_BIND_SERVICE)")
         return ()
     prefix = (shutil.which("unshare") or "unshare", "--user", f"--map-user={NOBODY}",
               f"--map-group={NOBODY}")
@@ -60,7 +60,7 @@ def unprivileged() -> tuple[str, ...]:
     except FileNotFoundError:
         works = False
     if not works:
-        missing("cannot create a user namespace (unshare --user, util-linux) to run as nobody")
+        unavailable("cannot create a user namespace (unshare --user, util-linux) to run as nobody")
     return prefix
 
 
