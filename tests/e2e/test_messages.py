@@ -17,8 +17,8 @@ from pathlib import Path
 from tests.e2e.client import ask
 from tests.e2e.fake_upstream import wait_until
 from tests.harness.consuldns import product_env
-from tests.harness.ports import free_port
 from tests.harness.missing import unavailable
+from tests.harness.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOBODY = "65534"
