@@ -29,6 +29,7 @@ from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
 from consuldns.serve.listeners import Listeners, bind
 from consuldns.serve.stats import Stats
+from consuldns.upstream import sockets
 from consuldns.upstream.health import HealthChecker
 
 try:
@@ -133,6 +134,7 @@ class Server:
         await self.runtime.watcher.stop()
         await self.admin.stop()
         await self.runtime.listeners.stop(DRAIN_TIMEOUT)
+        sockets.close_all()
         log.info("stopped")
         return 0
 

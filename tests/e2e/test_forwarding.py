@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import dns.rcode
 import dns.rdataclass
 import pytest
 
+from consuldns.upstream import sockets
 from tests.e2e.client import addresses, ask, ask_raw, read_frame, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a
 from tests.harness import catalogs
@@ -166,7 +168,8 @@ def test_tcp_connection_carries_several_queries(consuldns_server):
     assert all(r.rcode() == dns.rcode.NOERROR for r in replies.values())
 
 
-def test_upstream_queries_use_random_ids_and_source_ports(consuldns_server, consul_double):
+def test_upstream_queries_use_random_ids_and_short_lived_random_ports(consuldns_server,
+                                                                     consul_double):
     fake = FakeUpstream(lambda query, transport: answer_a(query, ["192.0.2.7"], ttl=0))
     try:
         server = consuldns_server(upstreams=[fake])
@@ -174,13 +177,33 @@ def test_upstream_queries_use_random_ids_and_source_ports(consuldns_server, cons
             assert addresses(ask(server, f"n{i}.random.test")) == ["192.0.2.7"]
         mine = [r for r in fake.received if r.name.endswith(".random.test.")]
         ids = [r.id for r in mine]
-        ports = [r.port for r in mine]
+        ports = collections.Counter(r.port for r in mine)
         assert len(ids) == 40
         assert len(set(ids)) >= 38  # 16 random bits: a collision or two at most
-        assert len(set(ports)) >= 38
-        assert not _is_sequence(ids) and not _is_sequence(ports)
+        assert not _is_sequence(ids)
+        assert max(ports.values()) <= sockets.MAX_USES  # then the socket is replaced
+        assert len(ports) >= 3 and not _is_sequence(list(ports))
     finally:
         fake.stop()
+
+
+def test_upstream_queries_in_flight_together_leave_from_different_ports(consuldns_server,
+                                                                        consul_double):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        upstream.bind(("127.0.0.1", 0))
+        upstream.settimeout(5)
+        server = consuldns_server(upstreams=["127.0.0.1:%d" % upstream.getsockname()[1]])
+        for i in range(20):
+            client.sendto(dns.message.make_query(f"c{i}.together.test", "A").to_wire(),
+                          (server.host, server.port))
+        asked = [upstream.recvfrom(4096) for _ in range(20)]  # none answered yet
+        assert len({source for _, source in asked}) == 20  # one query per port at a time
+        for data, source in asked:
+            upstream.sendto(answer_a(dns.message.from_wire(data), ["192.0.2.5"]), source)
+        client.settimeout(5)
+        replies = [dns.message.from_wire(client.recv(4096)) for _ in range(20)]
+    assert all(addresses(reply) == ["192.0.2.5"] for reply in replies)
 
 
 def _is_sequence(values: list[int]) -> bool:
