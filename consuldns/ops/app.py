@@ -110,7 +110,7 @@ class Server:
         settings = self.runtime.settings
         addresses = [address.parse(text) for text in settings.server.listen]
         try:
-            bound = bind(addresses, reuse_port=settings.server.workers > 1)
+            bound = bind(addresses, settings.server.workers)
         except OSError as exc:
             log.error("cannot bind %s: %s", ", ".join(settings.server.listen), exc.strerror)
             return 1

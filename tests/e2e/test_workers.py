@@ -1,11 +1,14 @@
-"""`--workers N`: N processes on one port with SO_REUSEPORT (consuldns/workers.py)."""
+"""`--workers N`: N processes on one port with SO_REUSEPORT (ops/workers.py), UDP queries
+steered to the workers by name (serve/steering.py)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
+import dns.message
 import dns.rcode
 
 from tests.e2e.client import addresses, ask
@@ -30,7 +33,7 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
 def test_workers_share_the_port_and_all_answer(consuldns_server):
     server = consuldns_server(extra_args=["--workers", "3"])
     assert _wait_for(lambda: len(_children(server.pid)) == 3)
-    # Each query comes from a fresh source port, so the kernel spreads them over the workers.
+    # Each query comes from a fresh source port; the kernel steers it to a worker by name.
     for _ in range(30):
         assert addresses(ask(server, zone.WWW.name)) == list(zone.WWW.values)
     consul = ask(server, "web.service.consul", tcp=True)
@@ -68,3 +71,41 @@ def _state(pid: int) -> str:
             return handle.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def _udp_sockets_on(port: int) -> int:
+    """How many UDP sockets are bound to port on IPv4 (one per worker once all started)."""
+    with open("/proc/net/udp") as handle:
+        return sum(1 for line in handle.readlines()[1:]
+                   if int(line.split()[1].split(":")[1], 16) == port)
+
+
+def test_a_name_is_cached_once_whoever_asks_it(consuldns_server, consul_double):
+    server = consuldns_server(extra_args=["--workers", "2"],
+                              config="[cache.consul]\nmin_ttl = 60\n")
+    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    consul_double.control.reset_counters()
+    for _ in range(20):  # each from a fresh source port: spread by address, both would ask
+        assert sorted(addresses(ask(server, "web.service.consul"))) == sorted(
+            catalogs.WEB_HEALTHY)
+    assert consul_double.control.counters().total == 1
+
+
+def test_identical_queries_from_many_clients_share_one_exchange(consuldns_server,
+                                                                consul_double):
+    server = consuldns_server(extra_args=["--workers", "2"])  # TTL 0: nothing cached
+    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    consul_double.control.set_fault("latency", 0.3)  # the exchange stays open meanwhile
+    consul_double.control.reset_counters()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
+    try:
+        for client in clients:
+            client.settimeout(5)
+            query = dns.message.make_query("WEB.service.consul", "A")  # any spelling
+            client.sendto(query.to_wire(), (server.host, server.port))
+        replies = [dns.message.from_wire(client.recv(4096)) for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+    assert all(sorted(addresses(reply)) == sorted(catalogs.WEB_HEALTHY) for reply in replies)
+    assert consul_double.control.counters().total == 1
