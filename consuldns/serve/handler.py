@@ -231,17 +231,18 @@ class Handler:
                  deliver: Deliver, route: Route, started: float, state: str,
                  outcome: Outcome) -> None:
         """A waiter of an exchange: shape this query's reply from the outcome and send it."""
-        reply, state = self._reply_to(outcome, data, query, route, tcp, state)
+        if outcome.__class__ is Template:  # the common case first: one call fewer per waiter
+            reply = self._shared_reply(outcome, data, query, tcp)
+        else:
+            reply, state = self._failure_reply(outcome, data, query, route, tcp, state)
         query_log = self.options.query_log
         if query_log is not None and reply:
             query_log.resolved(client, query, route.zone, state, reply, self.now() - started,
                                tcp)
         deliver(reply)
 
-    def _reply_to(self, outcome: Outcome, data: bytes, query: wire.Query, route: Route,
-                  tcp: bool, state: str) -> tuple[bytes, str]:
-        if outcome.__class__ is Template:
-            return self._shared_reply(outcome, data, query, tcp), state
+    def _failure_reply(self, outcome: BaseException, data: bytes, query: wire.Query,
+                       route: Route, tcp: bool, state: str) -> tuple[bytes, str]:
         if isinstance(outcome, UpstreamError):
             reply = self._answer_failure(data, query, route, tcp, outcome)
             return reply, state if reply[3] & 0x0F == wire.SERVFAIL else STALE

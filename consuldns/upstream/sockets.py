@@ -79,8 +79,8 @@ class Channel:
         self.uses += 1
         self.qid, self.question = qid, question
         waiter = self.waiter = self.loop.create_future()
-        self.sock.send(message)
         self.timer = self.loop.call_later(timeout, _expire, waiter)
+        self.sock.send(message)  # an OSError here: the caller abandons the socket
         return waiter
 
     def finished(self) -> None:
