@@ -29,7 +29,7 @@ RECEIVE_BUFFER = 65535  # upstream UDP replies can exceed what was advertised (c
 # in the cache, so the client's retry is a hit (docs/design.md, "Upstream client").
 LATE_ANSWER_GRACE = 5.0
 MAX_USES = 16  # queries one socket carries, one after the other, before it is replaced
-MAX_AGE = 10.0  # seconds after which an idle socket is closed rather than reused
+MAX_AGE = 10.0  # seconds after its opening past which a socket is not reused (idle: closed)
 MAX_IDLE = 256  # idle sockets kept per server (the rest are closed)
 
 Late = Callable[[bytes], None]  # receives a matching reply that came after the deadline
