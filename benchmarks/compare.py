@@ -33,6 +33,7 @@ from benchmarks.servers import (
     dnsperf_version,
     machine_busy,
     pin,
+    pss_kib,
     python_version,
     rss_kib,
     start_agent,
@@ -259,18 +260,23 @@ class Bench:
     # ------------------------------------------------------------ memory
 
     def _measure_rss(self, target: str) -> None:
-        """RSS of a fresh instance before and after RSS_NAMES distinct names were cached."""
+        """Memory of a fresh instance before and after RSS_NAMES distinct names were cached:
+        each name asked twice, by two dnsperf runs (two sets of source ports, as two clients
+        would), so that workers which each kept their own copy of a name show it."""
         label, server = self._start(target, big_cache=True)
         _say(f"{label}: RSS with {self.o.rss_names} cached names ...")
         try:
-            idle = rss_kib(server.pid)
+            idle, idle_pss = rss_kib(server.pid), pss_kib(server.pid)
             path = dnsperf.write_queries(self.workdir / "rss.txt",
                                          (f"n{i}.rss.{_zone()}" for i in range(self.o.rss_names)))
-            result = dnsperf.run(server.port, path, duration=120, max_runs=1, cpus=self.rest_cpus)
+            runs = [dnsperf.run(server.port, path, duration=120, max_runs=1, cpus=self.rest_cpus)
+                    for _ in range(2)]
             time.sleep(0.5)
             self.rss[label] = {"idle_kib": idle, "filled_kib": rss_kib(server.pid),
-                               "names": self.o.rss_names, "answered": result.completed,
-                               "lost": result.lost}
+                               "idle_pss_kib": idle_pss, "filled_pss_kib": pss_kib(server.pid),
+                               "names": self.o.rss_names,
+                               "answered": sum(run.completed for run in runs),
+                               "lost": sum(run.lost for run in runs)}
         finally:
             server.stop()
 

@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from consuldns import packetio, wire
+from consuldns import packetio
+from consuldns.dns import wire
 
 Wakeup = Callable[[socket.socket], None]
 QUERY = wire.build_query(4242, wire.text_to_name("www.example.com."), 1, 1, edns_size=1232)
@@ -165,8 +166,8 @@ def hit_queries(count: int) -> list[bytes]:
                              edns_size=1232) for i in range(count)]
 
 
-def warm_runtime(upstream_address: str, queries: list[bytes]):
-    """A runtime as `consuldns serve` builds it, its cache holding every query's answer."""
+def runtime_for(upstream_address: str):
+    """A runtime as `consuldns serve` builds it, asking upstream_address for every name."""
     from consuldns.ops import app
     from consuldns.ops.settings import Settings
 
@@ -176,7 +177,12 @@ def warm_runtime(upstream_address: str, queries: list[bytes]):
         server=dataclasses.replace(settings.server, listen=("127.0.0.1:1",)),
         upstream=dataclasses.replace(settings.upstream, servers=(upstream_address,)),
         consul=dataclasses.replace(settings.consul, address=upstream_address))
-    runtime = app.Runtime(settings)
+    return app.Runtime(settings)
+
+
+def warm_runtime(upstream_address: str, queries: list[bytes]):
+    """A runtime as `consuldns serve` builds it, its cache holding every query's answer."""
+    runtime = runtime_for(upstream_address)
 
     async def fill() -> None:
         for data in queries:

@@ -34,6 +34,8 @@ from benchmarks.servers import CONSUL_HOT, cpu_layout, start_agent, start_consul
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PATHS = ("hits", "misses", "consul_hot")
+# py-spy on PATH, or next to this Python (a venv that is not activated)
+PY_SPY = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
 
 
 # ---------------------------------------------------------------- sampled (py-spy)
@@ -117,7 +119,7 @@ def sampled(args, workdir: Path) -> str:
 def _pyspy(path: str, server, workdir: Path, cpus: str, args) -> str:
     raw = workdir / f"{path}.raw"
     run = _load(path, server, workdir, cpus, args.seconds + 1)
-    spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--duration",
+    spy = subprocess.Popen([PY_SPY, "record", "--pid", str(server.pid), "--duration",
                             f"{int(args.seconds)}", "--rate", "250", "--format", "raw",
                             "--nonblocking", "-o", str(raw)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--view", choices=("sampled", "inprocess", "both"), default="both")
     parser.add_argument("--tool", choices=("py-spy", "cprofile"),
-                        default="py-spy" if shutil.which("py-spy") else "cprofile")
+                        default="py-spy" if PY_SPY else "cprofile")
     parser.add_argument("--paths", default=",".join(PATHS),
                         help="comma list of " + ",".join(PATHS))
     parser.add_argument("--seconds", type=float, default=4.0, help="load per path")

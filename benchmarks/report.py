@@ -76,19 +76,9 @@ def table(document: dict) -> str:
     lines.append("| lost queries (all measured runs) | " + " | ".join(lost) + " |")
     rss = document.get("rss") or {}
     if rss:
-        base_rss = rss.get(BASELINE, {}).get("filled_kib")
-        cells = []
-        for server in servers:
-            entry = rss.get(server)
-            if not entry:
-                cells.append("-")
-                continue
-            text = f"{entry['filled_kib'] / 1024:.0f} (idle {entry['idle_kib'] / 1024:.0f})"
-            if base_rss:
-                text += f" {entry['filled_kib'] / base_rss:.2f}x"
-            cells.append(text)
         names = next(iter(rss.values()))["names"]
-        lines.append(f"| RSS MiB, {names} names cached | " + " | ".join(cells) + " |")
+        lines.append(_memory_row(f"RSS MiB, {names} names cached", rss, servers, ""))
+        lines.append(_memory_row(f"PSS MiB, {names} names cached", rss, servers, "pss_"))
     setup = document["setup"]
     lines.append("")
     lines.append(
@@ -100,7 +90,45 @@ def table(document: dict) -> str:
         f"-q {setup['dnsperf_outstanding']}; dnsmasq {document['machine']['dnsmasq']}, "
         f"unbound {document['machine']['unbound']}, Python {document['machine']['python']}; "
         f"{document['elapsed_s']:.0f} s in all.")
+    lines += _workers_lines(document)
     return "\n".join(lines)
+
+
+def _memory_row(title: str, rss: dict, servers: list[str], kind: str) -> str:
+    """'filled (idle idle) ratio' per server; kind "" for RSS, "pss_" for PSS."""
+    base = rss.get(BASELINE, {}).get(f"filled_{kind}kib")
+    cells = []
+    for server in servers:
+        entry = rss.get(server)
+        if not entry or f"filled_{kind}kib" not in entry:
+            cells.append("-")
+            continue
+        filled = entry[f"filled_{kind}kib"]
+        text = f"{filled / 1024:.0f} (idle {entry[f'idle_{kind}kib'] / 1024:.0f})"
+        if base:
+            text += f" {filled / base:.2f}x"
+        cells.append(text)
+    return f"| {title} | " + " | ".join(cells) + " |"
+
+
+def _workers_lines(document: dict) -> list[str]:
+    """consuldns with N workers against one: what the agent was asked, and memory."""
+    results, rss = document["results"], document.get("rss") or {}
+    many = next((s for s in results if s.startswith("consuldns x")), None)
+    if many is None or "consuldns" not in results:
+        return []
+    parts = []
+    for scenario, title in (("consul_hot", "one TTL-0 name"), ("consul_few", "4 names")):
+        shares = [results[s].get(scenario, {}).get("upstream_share") for s in (many, "consuldns")]
+        if all(shares):
+            parts.append(f"share sent to the agent, {title}: {100 * shares[0]['median']:.1f}% "
+                         f"vs {100 * shares[1]['median']:.1f}%")
+    for kind, title in (("", "RSS"), ("pss_", "PSS")):
+        filled = [rss.get(s, {}).get(f"filled_{kind}kib") for s in (many, "consuldns")]
+        if all(filled):
+            parts.append(f"{title} {filled[0] / 1024:.0f} MiB vs {filled[1] / 1024:.0f} "
+                         f"({filled[0] / filled[1]:.2f}x)")
+    return ["", f"{many} against one worker: " + "; ".join(parts) + "."] if parts else []
 
 
 def write(document: dict, out: Path) -> tuple[Path, Path | None]:
@@ -127,6 +155,7 @@ _PANELS = (
     ("latency @2000 qps, hits: p50 / p99 (ms)", "latency_hits", None, 1, "ms"),
     ("latency @2000 qps, misses: p50 / p99 (ms)", "latency_misses", None, 1, "ms"),
     ("consul TTL 0, 4 names (qps)", "consul_few", "qps", 1e-3, "k qps"),
+    ("consul TTL 0: share sent to the agent (%)", "consul_hot", "share", 1, "%"),
 )
 
 
@@ -147,7 +176,9 @@ def chart(document: dict, path: Path) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
     colours = [("#444444" if s == BASELINE else "#4c72b0") for s in servers]
     for ax, (title, scenario, metric, scale, unit) in zip(axes.flat, panels):
-        if metric is None:
+        if metric == "share":
+            _share_panel(ax, results, servers)
+        elif metric is None:
             _latency_panel(ax, results, servers, scenario)
         else:
             _bars(ax, servers, [results[s].get(scenario, {}).get(metric) for s in servers],
@@ -155,14 +186,7 @@ def chart(document: dict, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(unit)
     if rss:
-        ax = axes.flat[len(panels)]
-        names = [s for s in servers if s in rss]
-        values = [rss[s]["filled_kib"] / 1024 for s in names]
-        ax.bar(range(len(names)), values,
-               color=["#444444" if s == BASELINE else "#4c72b0" for s in names])
-        ax.set_xticks(range(len(names)), [_short(s) for s in names], rotation=20, fontsize=8)
-        ax.set_title(f"RSS with {next(iter(rss.values()))['names']} names cached (MiB)",
-                     fontsize=10)
+        _memory_panel(axes.flat[len(panels)], rss, servers)
     for ax in list(axes.flat)[count:]:
         ax.axis("off")
     setup = document["setup"]
@@ -187,12 +211,38 @@ def _bars(ax, servers, stats, scale, colours) -> None:
 
 
 def _latency_panel(ax, results, servers, scenario) -> None:
+    _paired_bars(ax, servers, [
+        ("p50", [results[s].get(scenario, {}).get("p50_ms") for s in servers]),
+        ("p99", [results[s].get(scenario, {}).get("p99_ms") for s in servers])])
+
+
+def _share_panel(ax, results, servers) -> None:
+    """Share of the queries sent on to the agent, one TTL-0 name and four names, in %."""
+    _paired_bars(ax, servers, [
+        (title, [_scaled(results[s].get(name, {}).get("upstream_share"), 100) for s in servers])
+        for title, name in (("one name", "consul_hot"), ("4 names", "consul_few"))])
+
+
+def _memory_panel(ax, rss: dict, servers: list[str]) -> None:
+    names = [s for s in servers if s in rss]
+    _paired_bars(ax, names, [
+        (title, [{"median": rss[s][key] / 1024} if key in rss[s] else None for s in names])
+        for title, key in (("RSS", "filled_kib"), ("PSS", "filled_pss_kib"))])
+    ax.set_title(f"memory with {next(iter(rss.values()))['names']} names cached (MiB)",
+                 fontsize=10)
+
+
+def _scaled(stats: dict | None, factor: float) -> dict | None:
+    return {"median": stats["median"] * factor} if stats else None
+
+
+def _paired_bars(ax, servers: list[str], series: list[tuple[str, list]]) -> None:
+    """Two bars per server: (label, [stats with a median, or None, per server]) each."""
     width = 0.4
-    for offset, metric, colour in ((-width / 2, "p50_ms", "#4c72b0"),
-                                   (width / 2, "p99_ms", "#dd8452")):
-        stats = [results[s].get(scenario, {}).get(metric) for s in servers]
+    for (label, stats), offset, colour in zip(series, (-width / 2, width / 2),
+                                              ("#4c72b0", "#dd8452")):
         medians = [s["median"] if s else 0 for s in stats]
         ax.bar([i + offset for i in range(len(servers))], medians, width, color=colour,
-               label=metric.split("_")[0])
+               label=label)
     ax.set_xticks(range(len(servers)), [_short(s) for s in servers], rotation=20, fontsize=8)
     ax.legend(fontsize=8)

@@ -134,14 +134,25 @@ def machine_busy() -> float:
 
 
 def rss_kib(pid: int) -> int:
-    """VmRSS of pid and its descendants, in KiB."""
+    """VmRSS of pid and its descendants, in KiB (pages they share count in each of them)."""
+    return _memory_kib(pid, "status", "VmRSS:")
+
+
+def pss_kib(pid: int) -> int:
+    """Pss of pid and its descendants, in KiB: each shared page counts once, split between
+    the processes that share it (workers share what the supervisor had before forking)."""
+    return _memory_kib(pid, "smaps_rollup", "Pss:")
+
+
+def _memory_kib(pid: int, source: str, field: str) -> int:
     total = 0
     for member in process_tree(pid):
         try:
-            with open(f"/proc/{member}/status") as handle:
+            with open(f"/proc/{member}/{source}") as handle:
                 for line in handle:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
+                        break
         except OSError:
             continue
     return total

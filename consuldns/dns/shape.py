@@ -20,6 +20,8 @@ TCP_LIMIT = 65535
 
 # All orders of short runs, so that a shuffle of up to 5 records is one random index.
 _PERMUTATIONS = {n: list(itertools.permutations(range(n))) for n in range(2, 6)}
+# Header flags of the query that its reply depends on (reply_flags).
+_QUERY_FLAGS = wire.RD | wire.CD | wire.AD
 
 
 def shuffled(records: list[bytes], runs: tuple[tuple[int, int], ...],
@@ -27,16 +29,42 @@ def shuffled(records: list[bytes], runs: tuple[tuple[int, int], ...],
     """The records with each shuffleable run put in a random order."""
     out = list(records)
     for start, end in runs:
-        size = end - start
-        orders = _PERMUTATIONS.get(size)
+        orders = _PERMUTATIONS.get(end - start)
         if orders is not None:
-            order = orders[int(rng.random() * len(orders))]
-            out[start:end] = [records[start + i] for i in order]
+            _reorder(out, records, start, orders[int(rng.random() * len(orders))])
         else:
             part = out[start:end]
             rng.shuffle(part)
             out[start:end] = part
     return out
+
+
+def order_count(runs: tuple[tuple[int, int], ...]) -> int:
+    """How many orders the runs' records can take (1: none to shuffle), when each run has
+    at most 5 records; 0 when one has more."""
+    count = 1
+    for start, end in runs:
+        orders = _PERMUTATIONS.get(end - start)
+        if orders is None:
+            return 0
+        count *= len(orders)
+    return count
+
+
+def arranged(records: list[bytes], runs: tuple[tuple[int, int], ...],
+             index: int) -> list[bytes]:
+    """The records in order number `index` (0 <= index < order_count(runs)): each run's
+    permutation is one digit of index, in mixed radix."""
+    out = list(records)
+    for start, end in runs:
+        orders = _PERMUTATIONS[end - start]
+        index, digit = divmod(index, len(orders))
+        _reorder(out, records, start, orders[digit])
+    return out
+
+
+def _reorder(out: list[bytes], records: list[bytes], start: int, order: tuple[int, ...]):
+    out[start:start + len(order)] = [records[start + i] for i in order]
 
 
 def reply_flags(template: Template, query: wire.Query) -> int:
@@ -53,11 +81,18 @@ def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max
     rng shuffles the template's runs (None keeps the order); limit is the client's size
     (0 means none, for TCP).
     """
-    if template.rcode > wire.RCODE_MASK and not query.has_opt:
-        return _servfail(template, query)
     records = None
     if template.runs and rng is not None:
         records = shuffled(template.split(body), template.runs, rng)
+    return _assemble(template, body, records, query, limit, max_udp)
+
+
+def _assemble(template: Template, body: bytes, records: list[bytes] | None,
+              query: wire.Query, limit: int, max_udp: int) -> bytes:
+    """The reply from the body, or from its records in the order given."""
+    if template.rcode > wire.RCODE_MASK and not query.has_opt:
+        return _servfail(template, query)
+    if records is not None:
         body = b"".join(records)
     flags = reply_flags(template, query)
     opt = _opt_for(query, template.rcode, max_udp)
@@ -69,6 +104,43 @@ def build(template: Template, body: bytes, query: wire.Query, limit: int, *, max
     if records is None:
         records = template.split(body)
     return _fit(template, records, query, flags, opt, limit)
+
+
+def shape_key(query: wire.Query, limit: int) -> tuple:
+    """What a reply depends on besides its template and ID: queries with equal keys get
+    the same reply (but for the ID and the order of the shuffled records)."""
+    return query.qname, query.flags & _QUERY_FLAGS, query.has_opt, query.do, limit
+
+
+class Replies:
+    """The replies to queries of one shape_key from one template body, for the waiters of
+    one exchange: each order of the records is assembled once, then a reply costs a random
+    index and its ID. Every reply's order is drawn uniformly among all orders of every
+    shuffled run, as build's shuffle draws it; a run of more than 5 records is shuffled per
+    reply instead."""
+
+    __slots__ = ("body", "built", "limit", "max_udp", "orders", "query", "rng", "template")
+
+    def __init__(self, template: Template, body: bytes, query: wire.Query, limit: int,
+                 max_udp: int, rng: random.Random | None):
+        self.template, self.body, self.query = template, body, query
+        self.limit, self.max_udp, self.rng = limit, max_udp, rng
+        self.orders = order_count(template.runs) if rng is not None else 1
+        self.built: dict[int, bytes] = {}
+
+    def reply(self, qid: bytes) -> bytes:
+        """The reply under the ID `qid` (2 bytes, as in the query)."""
+        orders = self.orders
+        if not orders:
+            return qid + build(self.template, self.body, self.query, self.limit,
+                               max_udp=self.max_udp, rng=self.rng)[2:]
+        index = int(self.rng.random() * orders) if orders > 1 else 0
+        reply = self.built.get(index)
+        if reply is None:
+            records = arranged(self.template.split(self.body), self.template.runs, index)
+            reply = self.built[index] = _assemble(self.template, self.body, records,
+                                                  self.query, self.limit, self.max_udp)
+        return qid + reply[2:]
 
 
 def _servfail(template: Template, query: wire.Query) -> bytes:

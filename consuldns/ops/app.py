@@ -36,6 +36,7 @@ from consuldns.serve.cache import Cache
 from consuldns.serve.handler import Handler
 from consuldns.serve.listeners import BindError, Listeners, bind
 from consuldns.serve.stats import Stats
+from consuldns.upstream import sockets
 from consuldns.upstream.health import HealthChecker
 
 try:
@@ -131,7 +132,7 @@ class Server:
         settings = self.runtime.settings
         addresses = [address.parse(text) for text in settings.server.listen]
         try:
-            bound = bind(addresses, reuse_port=settings.server.workers > 1)
+            bound = bind(addresses, settings.server.workers)
         except BindError as exc:
             log.error("%s", bind_error_text(exc))
             return 1
@@ -157,6 +158,7 @@ class Server:
         await self.runtime.watcher.stop()
         await self.admin.stop_all()
         await self.runtime.listeners.stop(DRAIN_TIMEOUT)
+        sockets.close_all()
         log.info("stopped")
         return 0
 

@@ -89,7 +89,7 @@ class Reloader:
         old_addresses, new_addresses = listen_set(runtime.settings), listen_set(settings)
         added = [a for a in new_addresses if a not in old_addresses]
         removed = [a for a in old_addresses if a not in new_addresses]
-        bound = self._bind(added, settings)
+        bound = self._bind(added)
         if bound is None:
             return False
         self._warn_restart_only(runtime.settings, settings)
@@ -111,12 +111,14 @@ class Reloader:
         log.error("reload rejected, still serving the previous configuration: %s", why)
         return False
 
-    def _bind(self, added: list[Address], settings: Settings) -> list[Bound] | None:
-        """Sockets for the new addresses, or None (and nothing left open) if one fails."""
+    def _bind(self, added: list[Address]) -> list[Bound] | None:
+        """Sockets for the new addresses, or None (and nothing left open) if one fails.
+        server.workers takes a restart: the running count decides (SO_REUSEPORT, steering)."""
+        workers = self.server.runtime.settings.server.workers
         bound: list[Bound] = []
         for host, port in added:
             try:
-                bound += bind([(host, port)], reuse_port=settings.server.workers > 1)
+                bound += bind([(host, port)], workers)
             except BindError as exc:
                 for sockets in bound:
                     sockets.close()

@@ -2,11 +2,12 @@
 
 The supervisor forks the workers before any event loop exists; each worker runs the normal
 single-process server (its own sockets bound with SO_REUSEPORT, its own cache, coalescing and
-stale logic), so the kernel hashes each client's (address, port) to one worker. The supervisor
-forwards SIGTERM, SIGINT and SIGHUP to every worker, restarts a worker that dies while
-serving, and exits with the workers' status once they have all stopped. A worker that fails
-while starting (a port already taken, say) stops the whole server: restarting it would fail
-the same way.
+stale logic). The kernel steers each UDP query to a worker by its name (serve/steering.py),
+so a name lives in one worker's cache; TCP connections go by the client's address and port.
+The supervisor forwards SIGTERM, SIGINT and SIGHUP to every worker, restarts a worker that
+dies while serving, and exits with the workers' status once they have all stopped. A worker
+that fails while starting (a port already taken, say) stops the whole server: restarting it
+would fail the same way.
 
 Operators see one server: each worker gets a slot number (a replacement takes the slot of
 the worker it replaces) and the private directory the supervisor made for them all (owned by

@@ -15,6 +15,7 @@ from typing import Any
 
 from consuldns import address, packetio
 from consuldns.address import Address
+from consuldns.serve import steering
 from consuldns.serve.handler import Handler
 from consuldns.serve.stats import Stats
 from consuldns.serve.tcp import Limits, TcpConnections
@@ -69,12 +70,17 @@ def make_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.soc
     return sock
 
 
-def bind(addresses: list[Address], reuse_port: bool = False) -> list[Bound]:
-    """UDP and TCP sockets for every address; on a failure none stays open (BindError)."""
+def bind(addresses: list[Address], workers: int = 1) -> list[Bound]:
+    """UDP and TCP sockets for every address; on a failure none stays open (BindError).
+    With several workers the sockets join each address's SO_REUSEPORT group, and UDP
+    queries are steered to the workers by name (serve/steering.py)."""
+    reuse_port = workers > 1
     bound: list[Bound] = []
     try:
         for host, port in addresses:
             udp = make_socket(host, port, socket.SOCK_DGRAM, reuse_port)
+            if reuse_port:
+                steering.attach(udp, workers)
             try:
                 tcp = make_socket(host, port, socket.SOCK_STREAM, reuse_port)
             except OSError:

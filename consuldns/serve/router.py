@@ -30,6 +30,9 @@ class Route:
         return self.group.signature(), fallback, self.policy, self.is_agent
 
 
+ROUTED_MEMO_SIZE = 4096  # names whose route is remembered (cleared when full)
+
+
 class Router:
     """Longest-suffix match from zone names to routes."""
 
@@ -38,6 +41,7 @@ class Router:
         self._by_suffix: dict[bytes, Route] = {}
         for route in routes:
             self._by_suffix[wire.text_to_name(route.zone).lower()] = route
+        self._by_name: dict[bytes, Route] = {}  # names routed lately, as clients spell them
 
     @property
     def routes(self) -> list[Route]:
@@ -45,6 +49,14 @@ class Router:
 
     def route(self, qname: bytes) -> Route:
         """The route of the zone that is the longest suffix of qname (wire form)."""
+        route = self._by_name.get(qname)
+        if route is None:
+            if len(self._by_name) >= ROUTED_MEMO_SIZE:
+                self._by_name.clear()
+            route = self._by_name[qname] = self._longest_suffix(qname)
+        return route
+
+    def _longest_suffix(self, qname: bytes) -> Route:
         folded = qname.lower()
         offset = 0
         while folded[offset]:

@@ -4,7 +4,7 @@ asyncio's DatagramProtocol allocates a large buffer per datagram and costs sever
 per packet, so the socket is read directly, in batches (packetio: recvmmsg/sendmmsg when the
 accelerator is built, else recvfrom/sendto). Cache hits are answered inside the callback and
 leave together in one send_batch; misses go to Handler.resolve, which answers through a
-callback later.
+callback later; the replies made later in one pass of the event loop leave together too.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class UdpListener:
         self.access = access  # anything with allows(address) -> bool (serve/access.py)
         self.stats = stats
         self.packet_io = packet_io
+        self._later: list = []  # replies made later, sent together by _send_later
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self.on_readable)
@@ -87,16 +88,29 @@ class UdpListener:
         return reply
 
     def send(self, client: Any, reply: bytes) -> None:
-        """Send one reply made later (a miss answered when its exchange ended)."""
+        """Send one reply made later (a miss answered when its exchange ended). Replies made
+        in one pass of the event loop (every waiter of an exchange, the answers of one
+        wakeup) leave together in one send_batch."""
         if not reply:
             return
         self.stats.rcodes[reply[3] & 0x0F] += 1
-        replies = [(reply, client)]
+        later = self._later
+        if not later:
+            asyncio.get_running_loop().call_soon(self._send_later)
+        later.append((reply, client))
+        if len(later) >= packetio.MAX_BATCH:  # a full batch leaves now: no reply waits longer
+            self._send_later()
+
+    def _send_later(self) -> None:
+        replies, self._later = self._later, []
+        if not replies:
+            return  # sent already, as a full batch
         try:
             failures = self.packet_io.send_batch(self.sock, replies)
         except OSError:
             return  # the socket was closed meanwhile (a reload removed this address)
-        self._count_failures(replies, failures)
+        if failures:
+            self._count_failures(replies, failures)
 
     def _count_failures(self, replies: list, failures: list) -> None:
         """send_batch's (index, errno) list of the replies it could not send."""

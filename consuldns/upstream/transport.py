@@ -1,10 +1,11 @@
 """The exchange of one query with one server, and how a kind of server is asked.
 
-Every exchange uses a fresh random ID and a fresh UDP socket (so a fresh random source
-port), connected to the server so the kernel drops datagrams from anyone else. A reply is
-accepted only with the same ID and question. `Transport` is the strategy for plain DNS
-servers (UDP with EDNS, again without EDNS after FORMERR, TCP when truncated); the Consul
-agent's strategy (consul/transport.py) adds its silent-trim detection.
+Every exchange uses a fresh random ID and a UDP socket connected to the server (the kernel
+drops datagrams from anyone else) on a random port, carrying no other query meanwhile and at
+most a few in its short life (upstream/sockets.py). A reply is accepted only with the same
+ID and question. `Transport` is the strategy for plain DNS servers (UDP with EDNS, again
+without EDNS after FORMERR, TCP when truncated); the Consul agent's strategy
+(consul/transport.py) adds its silent-trim detection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import array
 import asyncio
 import errno
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,14 +21,10 @@ from dataclasses import dataclass
 from consuldns import address
 from consuldns.dns import wire
 from consuldns.errors import MalformedPacket, OutOfSockets, UpstreamError, UpstreamTimeout
+from consuldns.upstream import sockets
+from consuldns.upstream.sockets import Late, reply_matches
 
-RECEIVE_BUFFER = 65535  # upstream UDP replies can exceed what was advertised (consul#9945)
 PROBE_EDNS_SIZE = 1232
-# Seconds a UDP socket keeps listening after its deadline: a slow server's answer still lands
-# in the cache, so the client's retry is a hit (docs/design.md, "Upstream client").
-LATE_ANSWER_GRACE = 5.0
-
-Late = Callable[[bytes], None]  # receives a matching reply that came after the deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,60 +84,20 @@ async def exchange_udp(server: Server, message: bytes, qid: int, question: Quest
                        timeout: float, late: Late | None = None) -> bytes:
     """Send message over UDP and wait for a matching reply; raise on error or timeout.
 
-    With `late`, a timed-out socket keeps listening LATE_ANSWER_GRACE seconds more and hands
-    a matching reply that comes then to late(reply)."""
-    loop = asyncio.get_running_loop()
-    sock: socket.socket | None = socket.socket(server.family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    waiter: asyncio.Future[bytes] = loop.create_future()
+    The socket comes from the server's pool (upstream/sockets.py). With `late`, a timed-out
+    socket keeps listening LATE_ANSWER_GRACE seconds more and hands a matching reply that
+    comes then to late(reply)."""
+    channel = sockets.pool_for(server.family, server.host, server.port).take()
     try:
-        sock.connect((server.host, server.port))
-        sock.send(message)
-        loop.add_reader(sock.fileno(), _read_matching, sock, qid, question, waiter)
-        timer = loop.call_later(timeout, _expire, waiter)
-        try:
-            return await waiter
-        except UpstreamTimeout:
-            if late is not None:
-                _keep_listening(loop, sock, qid, question, late)
-                sock = None  # the late listener owns it now
-            raise
-        finally:
-            timer.cancel()
-            if sock is not None:
-                loop.remove_reader(sock.fileno())
-    finally:
-        if sock is not None:
-            sock.close()
-
-
-def _keep_listening(loop: asyncio.AbstractEventLoop, sock: socket.socket, qid: int,
-                    question: Question, late: Late) -> None:
-    """Wait LATE_ANSWER_GRACE seconds more for a matching reply on sock, then close it."""
-    fd = sock.fileno()
-
-    def close() -> None:
-        if sock.fileno() >= 0:
-            timer.cancel()
-            loop.remove_reader(fd)
-            sock.close()
-
-    def readable() -> None:
-        while sock.fileno() >= 0:
-            try:
-                data = sock.recv(RECEIVE_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                close()
-                return
-            if reply_matches(data, qid, question):
-                close()
-                late(data)
-
-    loop.remove_reader(fd)
-    loop.add_reader(fd, readable)
-    timer = loop.call_later(LATE_ANSWER_GRACE, close)
+        data = await channel.ask(message, qid, question, timeout)
+    except UpstreamTimeout:
+        channel.abandon(late)
+        raise
+    except BaseException:
+        channel.abandon(None)
+        raise
+    channel.finished()
+    return data
 
 
 async def exchange_tcp(server: Server, message: bytes, qid: int, question: Question,
@@ -169,38 +125,6 @@ async def ask_once(server: Server, question: Question, timeout: float) -> int:
                                edns_size=PROBE_EDNS_SIZE)
     raw = await _with_oserror(exchange_udp(server, message, qid, question, timeout))
     return wire.parse_reply(raw).rcode
-
-
-def _read_matching(sock: socket.socket, qid: int, question: Question,
-                   waiter: asyncio.Future[bytes]) -> None:
-    """Reader callback: drain the socket, resolve the waiter with the first matching reply."""
-    while not waiter.done():
-        try:
-            data = sock.recv(RECEIVE_BUFFER)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # ICMP port unreachable and friends: the server is not there
-            error = UpstreamError(f"receive failed: {exc.strerror or exc}")
-            error.__cause__ = exc  # `consuldns query` tells "nothing listens" from the rest
-            waiter.set_exception(error)
-            return
-        if reply_matches(data, qid, question):
-            waiter.set_result(data)
-
-
-def _expire(waiter: asyncio.Future[bytes]) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout("no reply in time"))
-
-
-def reply_matches(data: bytes, qid: int, question: Question) -> bool:
-    """Same ID, QR set and the same question (name compared case-insensitively)."""
-    if len(data) < 12 or wire.U16.unpack_from(data)[0] != qid or not data[2] & 0x80:
-        return False
-    end = 12 + len(question.qname)
-    if data[12:end].lower() != question.qname.lower():
-        return False
-    return data[end:end + 4] == wire.TYPE_CLASS.pack(question.qtype, question.qclass)
 
 
 _QUERY_IDS: list[int] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -235,6 +236,32 @@ def test_cached_upstream_answers_are_shuffled_on_every_hit(shared_consuldns):
     firsts = collections.Counter(order[0] for order in orders.elements())
     assert set(firsts) == set(zone.MULTI.values)
     assert max(firsts.values()) < 30
+
+
+def burst(server, name: str, count: int) -> list[dns.message.Message]:
+    """count queries for name sent at once from one socket (IDs 0..count-1), their replies."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for qid in range(count):
+            query = dns.message.make_query(name, "A")
+            query.id = qid
+            sock.sendto(query.to_wire(), (server.host, server.port))
+        return [dns.message.from_wire(sock.recv(4096)) for _ in range(count)]
+
+
+def test_followers_of_one_agent_exchange_get_their_own_random_order(consuldns_server,
+                                                                    consul_double):
+    server = consuldns_server()  # TTL 0: nothing cached, identical queries share exchanges
+    consul_double.control.set_fault("latency", 0.3)  # every burst waits on one exchange
+    consul_double.control.reset_counters()
+    replies = burst(server, "web.service.consul", 240)
+    assert consul_double.control.counters().total <= 3  # followers, not each its own
+    assert sorted(reply.id for reply in replies) == list(range(240))
+    orders = collections.Counter(tuple(addresses(reply)) for reply in replies)
+    assert len(orders) >= 20  # of 24: 240 uniform draws leave out one about once in 1000
+    firsts = collections.Counter(order[0] for order in orders.elements())
+    assert set(firsts) == set(catalogs.WEB_HEALTHY)
+    assert max(firsts.values()) < 90  # 60 expected each; a fixed order gives 240
 
 
 def test_agent_down_serves_stale_with_ttl_30(consuldns_server, shared_double):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import signal
@@ -17,6 +18,7 @@ import dns.rcode
 import dns.rdataclass
 import pytest
 
+from consuldns.upstream import sockets
 from tests.e2e.client import addresses, ask, ask_raw, read_frame, tcp_frame
 from tests.e2e.fake_upstream import FakeUpstream, answer_a, truncated, wait_until
 from tests.harness import catalogs
@@ -193,7 +195,7 @@ def test_tcp_connection_carries_several_queries(shared_consuldns):
 RANDOM_SAMPLE = 100  # upstream queries; ~0.08 ID collisions expected among them
 
 
-def test_upstream_queries_use_random_ids_and_source_ports(consuldns_server):
+def test_upstream_queries_use_random_ids_and_short_lived_random_ports(consuldns_server):
     fake = FakeUpstream(lambda query, transport: answer_a(query, ["192.0.2.7"], ttl=0))
     try:
         server = consuldns_server(upstreams=[fake])
@@ -205,7 +207,10 @@ def test_upstream_queries_use_random_ids_and_source_ports(consuldns_server):
     assert len(mine) == RANDOM_SAMPLE
     ids, ports = [r.id for r in mine], [r.port for r in mine]
     assert_unpredictable(ids, modulus=65536)
-    assert_unpredictable(ports, modulus=65536)
+    # A pooled socket carries at most MAX_USES queries, one at a time, then a new random
+    # port takes over (upstream/sockets.py).
+    assert max(collections.Counter(ports).values()) <= sockets.MAX_USES
+    assert_unpredictable(list(dict.fromkeys(ports)), modulus=65536)
     # IDs draw on all 16 bits: the high and the low byte both vary (~83 of 256 values
     # expected each; a counter started anywhere keeps the high byte nearly constant).
     assert len({i >> 8 for i in ids}) >= 50 and len({i & 0xFF for i in ids}) >= 50
@@ -216,6 +221,25 @@ def assert_unpredictable(values: list[int], modulus: int) -> None:
     assert len(set(values)) >= len(values) - 2, values  # P(3+ collisions) ~ 1e-4
     steps = [(b - a) % modulus for a, b in itertools.pairwise(values)]
     assert len(set(steps)) >= len(steps) - 3, steps
+
+
+def test_upstream_queries_in_flight_together_leave_from_different_ports(consuldns_server,
+                                                                        consul_double):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        upstream.bind(("127.0.0.1", 0))
+        upstream.settimeout(5)
+        server = consuldns_server(upstreams=["127.0.0.1:%d" % upstream.getsockname()[1]])
+        for i in range(20):
+            client.sendto(dns.message.make_query(f"c{i}.together.test", "A").to_wire(),
+                          (server.host, server.port))
+        asked = [upstream.recvfrom(4096) for _ in range(20)]  # none answered yet
+        assert len({source for _, source in asked}) == 20  # one query per port at a time
+        for data, source in asked:
+            upstream.sendto(answer_a(dns.message.from_wire(data), ["192.0.2.5"]), source)
+        client.settimeout(5)
+        replies = [dns.message.from_wire(client.recv(4096)) for _ in range(20)]
+    assert all(addresses(reply) == ["192.0.2.5"] for reply in replies)
 
 
 def test_reply_with_the_wrong_id_is_ignored_over_udp_and_tcp(consuldns_server):

@@ -1,4 +1,5 @@
-"""`--workers N`: N processes on one port with SO_REUSEPORT (consuldns/workers.py)."""
+"""`--workers N`: N processes on one port with SO_REUSEPORT (ops/workers.py), UDP queries
+steered to the workers by name (serve/steering.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import dns.message
 import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,7 +43,7 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
 def test_workers_share_the_port_and_all_answer(consuldns_server):
     server = consuldns_server(extra_args=["--workers", "3"])
     assert _wait_for(lambda: len(_children(server.pid)) == 3)
-    # Each query comes from a fresh source port, so the kernel spreads them over the workers.
+    # Each query comes from a fresh source port; the kernel steers it to a worker by name.
     for _ in range(30):
         assert addresses(ask(server, zone.WWW.name)) == list(zone.WWW.values)
     consul = ask(server, "web.service.consul", tcp=True)
@@ -79,6 +81,44 @@ def _state(pid: int) -> str:
             return handle.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def _udp_sockets_on(port: int) -> int:
+    """How many UDP sockets are bound to port on IPv4 (one per worker once all started)."""
+    with open("/proc/net/udp") as handle:
+        return sum(1 for line in handle.readlines()[1:]
+                   if int(line.split()[1].split(":")[1], 16) == port)
+
+
+def test_a_name_is_cached_once_whoever_asks_it(consuldns_server, consul_double):
+    server = consuldns_server(extra_args=["--workers", "2"],
+                              config="[cache.consul]\nmin_ttl = 60\n")
+    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    consul_double.control.reset_counters()
+    for _ in range(20):  # each from a fresh source port: spread by address, both would ask
+        assert sorted(addresses(ask(server, "web.service.consul"))) == sorted(
+            catalogs.WEB_HEALTHY)
+    assert consul_double.control.counters().total == 1
+
+
+def test_identical_queries_from_many_clients_share_one_exchange(consuldns_server,
+                                                                consul_double):
+    server = consuldns_server(extra_args=["--workers", "2"])  # TTL 0: nothing cached
+    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    consul_double.control.set_fault("latency", 0.3)  # the exchange stays open meanwhile
+    consul_double.control.reset_counters()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
+    try:
+        for client in clients:
+            client.settimeout(5)
+            query = dns.message.make_query("WEB.service.consul", "A")  # any spelling
+            client.sendto(query.to_wire(), (server.host, server.port))
+        replies = [dns.message.from_wire(client.recv(4096)) for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+    assert all(sorted(addresses(reply)) == sorted(catalogs.WEB_HEALTHY) for reply in replies)
+    assert consul_double.control.counters().total == 1
 
 
 # ------------------------------------------------------------------ one server to operate
@@ -157,8 +197,10 @@ def test_metrics_add_up_over_the_workers(two_workers):
 def test_a_flush_empties_every_workers_cache(two_workers):
     server = two_workers
     name = "both.workers.test"
-    for _ in range(200):  # until each worker has answered (and cached) it once
-        ask(server, name)
+    # Over UDP a name always reaches the same worker (serve/steering.py); a TCP connection
+    # goes to a worker by its source port, so TCP queries reach the other one too.
+    for attempt in range(200):  # until each worker has answered (and cached) it once
+        ask(server, name, tcp=attempt % 2 == 1)
         if all(cache_state(server, slot, name) == "fresh" for slot in (0, 1)):
             break
     assert [cache_state(server, slot, name) for slot in (0, 1)] == ["fresh", "fresh"]

@@ -13,7 +13,7 @@ import pytest
 from consuldns.consul.transport import AgentTransport
 from consuldns.dns import wire
 from consuldns.errors import OutOfSockets, UpstreamError, UpstreamTimeout
-from consuldns.upstream import transport as transport_module
+from consuldns.upstream import sockets as sockets_module
 from consuldns.upstream.group import Group
 from consuldns.upstream.transport import Answer, Question, Server, Transport, parse_server
 from tests.unit.fakes import Clock, run
@@ -148,7 +148,7 @@ def test_a_process_out_of_descriptors_never_counts_against_a_server(monkeypatch)
     def no_socket(*args, **kwargs):
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(transport_module, "socket",
+    monkeypatch.setattr(sockets_module, "socket",
                         SimpleNamespace(socket=no_socket, SOCK_DGRAM=socket.SOCK_DGRAM))
     first, second = parse_server("127.0.0.1:9"), parse_server("127.0.0.1:10")
     group = Group("default", [first, second], Transport(), max_fails=1)

@@ -6,10 +6,12 @@ Each rule costs milliseconds here; tests/e2e shows the same behaviour through re
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import random
 import tracemalloc
 
+import dns.flags
 import dns.message
 import dns.rcode
 
@@ -217,6 +219,66 @@ def test_a_late_answer_is_cached_for_the_retry_unless_a_fresh_one_is():
 
     cached, reply, late_answers = run(scenario())
     assert cached and addresses(reply) == {"192.0.2.1"} and late_answers == 1
+
+
+HOT = "hot.service.consul."
+HOT_ADDRESSES = ["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4"]
+
+
+def test_followers_of_one_exchange_each_get_a_uniformly_random_order():
+    # The replies of one exchange are assembled once per order and then only patched: each
+    # waiter must still draw its order afresh. 1440 replies over the 24 orders of 4 records;
+    # chi-square with 23 degrees of freedom stays under 49.7 but once in a thousand.
+    async def scenario():
+        setup = Setup()
+        setup.agent.replies[HOT] = reply_bytes(HOT, "A", HOT_ADDRESSES, ttl=0)
+        replies = []
+        for _ in range(3):
+            setup.agent.gate = asyncio.Event()
+            waiting = [asyncio.ensure_future(setup.ask(HOT, qid=qid)) for qid in range(480)]
+            await asyncio.sleep(0)
+            setup.agent.gate.set()
+            replies += await asyncio.gather(*waiting)
+        return setup, replies
+
+    setup, replies = run(scenario())
+    assert len(setup.agent.asked) == 3
+    assert all(reply.id == qid for reply, qid in zip(replies, list(range(480)) * 3))
+    orders = collections.Counter(tuple(r.to_text() for r in reply.answer[0])
+                                 for reply in replies)
+    assert len(orders) == 24 and all(sorted(order) == HOT_ADDRESSES for order in orders)
+    expected = len(replies) / 24
+    assert sum((seen - expected) ** 2 / expected for seen in orders.values()) < 49.7
+
+
+def test_followers_of_one_exchange_get_replies_shaped_for_their_own_query():
+    many = [f"10.0.2.{i}" for i in range(1, 41)]  # 40 records: over 512 bytes, under 1232
+
+    async def scenario():
+        setup = Setup()
+        setup.agent.replies[HOT] = reply_bytes(HOT, "A", many, ttl=0)
+        setup.agent.gate = asyncio.Event()
+        queries = [(query_bytes("hot.service.consul.", qid=1), False),
+                   (query_bytes("HOT.Service.consul.", qid=2), False),
+                   (query_bytes("hot.service.consul.", qid=3, edns=0, want_dnssec=True), False),
+                   (query_bytes("hot.service.consul.", qid=4), True)]
+        waiting = []
+        for data, tcp in queries:
+            answered = asyncio.get_running_loop().create_future()
+            setup.handler.resolve(data, setup.handler.answer_now(data, tcp), tcp,
+                                  ("127.0.0.1", 5000), answered.set_result)
+            waiting.append(answered)
+        setup.agent.gate.set()
+        return [dns.message.from_wire(raw) for raw in await asyncio.gather(*waiting)]
+
+    plain, spelled, edns, tcp = run(scenario())
+    assert [m.id for m in (plain, spelled, edns, tcp)] == [1, 2, 3, 4]
+    assert plain.question[0].name.to_text() == "hot.service.consul."
+    assert spelled.question[0].name.to_text() == "HOT.Service.consul."
+    assert plain.flags & dns.flags.TC and plain.edns == -1  # 512 bytes without EDNS
+    assert not edns.flags & dns.flags.TC and edns.edns == 0 and edns.ednsflags & dns.flags.DO
+    assert len(edns.answer[0]) == 40 and len(tcp.answer[0]) == 40
+    assert not tcp.flags & dns.flags.TC
 
 
 # ------------------------------------------------------------------ failures and stale

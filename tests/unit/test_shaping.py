@@ -147,6 +147,16 @@ def test_shuffled_runs_are_permutations(size):
     assert sorted(out[1:-1]) == sorted(records[1:-1])
 
 
+def test_arranged_orders_cover_every_order_of_every_run_once():
+    records = [bytes([i]) for i in range(7)]
+    runs = ((0, 2), (3, 6))  # 2 x 6 orders; record 2 and 6 stay put
+    count = answer.order_count(runs)
+    orders = {tuple(answer.arranged(records, runs, index)) for index in range(count)}
+    assert count == 12 and len(orders) == 12
+    assert all(order[2] == records[2] and order[6] == records[6] for order in orders)
+    assert answer.order_count(((0, 6),)) == 0  # too many to number: shuffled per reply
+
+
 def extended_rcode_reply(rcode: int) -> bytes:
     message = dns.message.from_wire(reply_bytes("a.test", "A", ["192.0.2.1"], edns=0))
     message.use_edns(0, 0, 1232)

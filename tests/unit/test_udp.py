@@ -86,3 +86,28 @@ def test_a_receive_error_is_skipped_and_a_full_send_buffer_counts_a_drop():
 
     stats = run(scenario())
     assert stats.queries["udp"] == 1 and stats.dropped == 1
+
+
+def test_replies_made_in_one_pass_of_the_loop_leave_in_one_send_batch():
+    batches = []
+
+    def send_batch(sock, pairs):
+        batches.append(len(pairs))
+        return packetio.PURE_PYTHON.send_batch(sock, pairs)
+
+    async def scenario():
+        setup = Setup()
+        setup.upstream.gate = asyncio.Event()
+        sock = FakeSocket([(query_bytes(WWW, qid=qid), CLIENT) for qid in range(10)])
+        counting = packetio.PURE_PYTHON._replace(send_batch=send_batch)
+        UdpListener(sock, setup.handler, AccessList(), setup.handler.stats,
+                    counting).on_readable()
+        await asyncio.sleep(0)
+        setup.upstream.gate.set()
+        while len(sock.sent) < 10:
+            await asyncio.sleep(0)
+        return sock
+
+    sock = run(scenario())
+    assert batches == [10]  # the ten waiters of one exchange, one system call
+    assert sorted(dns.message.from_wire(data).id for data, _ in sock.sent) == list(range(10))
