@@ -2,7 +2,7 @@
 
 The query path only bumps integers (stats.py); this collector turns them into Prometheus
 families when /metrics is read, so a labelled counter is never touched per packet. Names
-follow `consuldns_<subsystem>_<name>_total|_seconds`; the README lists them and
+follow `consuldns_<subsystem>_<name>_total|_seconds`; docs/operations.md lists them and
 tests/unit/test_metrics.py checks both.
 """
 

@@ -1,4 +1,4 @@
-"""Metric names (CoreDNS metric_naming_test style) and the README's list of them."""
+"""Metric names (CoreDNS metric_naming_test style) and docs/operations.md's list of them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from consuldns.ops import app, metrics
 from consuldns.ops.config import with_overrides
 from consuldns.ops.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 NAME = re.compile(r"^consuldns_[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 LABEL = re.compile(r"^[a-z][a-z0-9_]*$")
 BASE_UNITS = ("_seconds", "_bytes")
@@ -64,8 +64,8 @@ def test_readme_lists_exactly_the_exported_metrics(families):
     section = text.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `(consuldns_[a-z0-9_]+)`", section, re.MULTILINE))
     exported = exported_names(families)
-    assert exported - listed == set(), "exported but not in the README's Metrics table"
-    assert listed - exported == set(), "in the README but not exported"
+    assert exported - listed == set(), "exported but not in docs/operations.md's Metrics table"
+    assert listed - exported == set(), "in docs/operations.md but not exported"
 
 
 def test_collector_reads_the_counters(families):
