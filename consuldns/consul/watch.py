@@ -10,7 +10,8 @@ and clients keep seeing the agent's TTL.
 
 Safety rules (docs/design.md, "Watching Consul"):
 - an answer is pinned only if no change was seen while it was fetched (generations), and not
-  within SETTLE seconds of a change (the agent's DNS reads may lag the HTTP view);
+  within `[cache.consul] watch_settle` seconds (SETTLE by default) of a change (the
+  agent's DNS reads may lag the HTTP view);
 - a watch that fails (an error, 429, 403, a rate-limited wait) unpins its answers at once:
   they fall back to their TTL;
 - an empty HTTP view while DNS answers means the HTTP token sees less than DNS: that
@@ -34,7 +35,7 @@ from consuldns.consul.names import WatchKey, watch_key
 
 log = logging.getLogger("consuldns.watch")
 
-SETTLE = 2.0  # seconds after a change (or a watch's start) during which nothing is pinned
+SETTLE = 2.0  # watch_settle's default: seconds after a change (or a start) when nothing is pinned
 WAIT_SECONDS = 300  # a blocking query's wait; Consul adds up to wait/16 of jitter
 READ_TIMEOUT = WAIT_SECONDS * 17 / 16 + 10
 LEADER_EVERY = 5.0  # seconds between /v1/status/leader probes
@@ -63,6 +64,7 @@ class WatchSettings:
     max_watches: int = 32
     watch_ttl: int = 300
     zones: tuple[str, ...] = ()  # route zones of the agent (for serving stale at once)
+    settle: float = SETTLE  # [cache.consul] watch_settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +284,7 @@ class Watcher:
         now = self.now()
         if watch is None or watch.state is not State.WATCHING or watch.blind:
             return False
-        if watch.generation != ticket.generation or now - watch.changed_at < SETTLE:
+        if watch.generation != ticket.generation or now - watch.changed_at < self.settings.settle:
             return False
         if answered and not watch.instances:
             self._acl_mismatch(watch)
