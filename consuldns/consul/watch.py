@@ -123,15 +123,18 @@ class Watch:
 
     async def _take_token(self) -> None:
         """Per-watch rate limit: BURST queries at once, then one per REFILL_SECONDS. While
-        it waits, changes would go unseen: its answers follow their TTL meanwhile."""
+        it waits, changes would go unseen: its answers follow their TTL meanwhile. Once the
+        query goes out with the index it has, a change made meanwhile returns it at once:
+        the watch sees again as it did before the wait."""
         now = self.watcher.now()
         self.tokens = min(BURST, self.tokens + (now - self.refilled) / REFILL_SECONDS)
         self.refilled = now
         if self.tokens < 1:
-            self.blind = True
+            blind, self.blind = self.blind, True
             self.unpin()
             await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
             self.tokens, self.refilled = 1.0, self.watcher.now()
+            self.blind = blind
         self.tokens -= 1
 
     def _answered(self, body: list, headers) -> None:
