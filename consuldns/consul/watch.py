@@ -10,8 +10,9 @@ and clients keep seeing the agent's TTL.
 
 Safety rules (docs/design.md, "Watching Consul"):
 - an answer is pinned only if no change was seen while it was fetched (generations), and not
-  within `[cache.consul] watch_settle` seconds (SETTLE by default) of a change (the
-  agent's DNS reads may lag the HTTP view);
+  if it was asked within `[cache.consul] watch_settle` seconds (SETTLE by default) of a
+  change: the agent's DNS reads may lag the HTTP view, so what it answers reflects the
+  moment it was asked, however late the answer comes;
 - a watch that fails (an error, 429, 403, a rate-limited wait) unpins its answers at once:
   they fall back to their TTL;
 - an empty HTTP view while DNS answers means the HTTP token sees less than DNS: that
@@ -69,10 +70,11 @@ class WatchSettings:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """Taken before the agent is asked: which watch, at which generation."""
+    """Taken before the agent is asked: which watch, at which generation, when."""
 
     key: WatchKey
     generation: int
+    taken: float  # the watcher's clock
 
 
 class Watch:
@@ -277,22 +279,22 @@ class Watcher:
         watch = self.watches.get(key) or self._start_watch(key)
         if watch is None:
             return None
-        watch.last_used = self.now()
-        return Ticket(key, watch.generation)
+        watch.last_used = now = self.now()
+        return Ticket(key, watch.generation, now)
 
     def pin(self, ticket: Ticket, cache_key: bytes, entry: Any, answered: bool) -> bool:
         """After the agent answered: keep `entry` up to watch_ttl when its watch vouches for
         it; `answered` says whether the answer had records. True when pinned."""
         watch = self.watches.get(ticket.key)
-        now = self.now()
         if watch is None or watch.state is not State.WATCHING or watch.blind:
             return False
-        if watch.generation != ticket.generation or now - watch.changed_at < self.settings.settle:
+        if (watch.generation != ticket.generation
+                or ticket.taken - watch.changed_at < self.settings.settle):
             return False
         if answered and not watch.instances:
             self._acl_mismatch(watch)
             return False
-        entry.pin(now + self.settings.watch_ttl)
+        entry.pin(self.now() + self.settings.watch_ttl)
         watch.entries.add(cache_key)
         return True
 
