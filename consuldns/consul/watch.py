@@ -101,11 +101,11 @@ class Watch:
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
         while True:
-            await self._take_token()
+            waited = await self._take_token()
             try:
                 body, headers = await get_json(
                     self.watcher.http, self.watcher.settings.endpoint, self.key.path,
-                    self._params(), READ_TIMEOUT)
+                    self._params(blocking=not waited), READ_TIMEOUT)
                 if not isinstance(body, list):
                     raise ApiError("a body that is not a list of instances", 200)
             except ApiError as exc:
@@ -117,27 +117,30 @@ class Watch:
             backoff = BACKOFF_FIRST
             self._answered(body, headers)
 
-    def _params(self) -> dict[str, str]:
+    def _params(self, blocking: bool) -> dict[str, str]:
         params = {**self.key.params(), "stale": ""}
-        if self.index:
+        if self.index and blocking:
             params.update(index=str(self.index), wait=f"{WAIT_SECONDS}s")
         return params
 
-    async def _take_token(self) -> None:
-        """Per-watch rate limit: BURST queries at once, then one per REFILL_SECONDS. While
-        it waits, changes would go unseen: its answers follow their TTL meanwhile. Once the
-        query goes out with the index it has, a change made meanwhile returns it at once:
-        the watch sees again as it did before the wait."""
+    async def _take_token(self) -> bool:
+        """Per-watch rate limit: BURST blocking queries at once, then one per REFILL_SECONDS.
+        While it waits, changes would go unseen: its answers follow their TTL meanwhile.
+        True when it waited: the next query then does not block (and costs no token), so
+        the watch sees at once what changed meanwhile, or that the index went back (a
+        snapshot restored while no query was held: blocking on the old index would not see
+        the writes counting up to it again), and vouches for its answers again."""
         now = self.watcher.now()
         self.tokens = min(BURST, self.tokens + (now - self.refilled) / REFILL_SECONDS)
         self.refilled = now
-        if self.tokens < 1:
-            blind, self.blind = self.blind, True
-            self.unpin()
-            await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
-            self.tokens, self.refilled = 1.0, self.watcher.now()
-            self.blind = blind
-        self.tokens -= 1
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return False
+        self.blind = True
+        self.unpin()
+        await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
+        self.tokens, self.refilled = 1.0, self.watcher.now()
+        return True
 
     def _answered(self, body: list, headers) -> None:
         stats = self.watcher.handler.stats
