@@ -45,7 +45,7 @@ SWEEP_EVERY = 30.0  # seconds between looks for idle watches
 IDLE_AFTER = 300.0  # a watch whose answers were not asked for this long stops
 EVICTABLE_AFTER = 60.0  # at the cap, a watch unused this long makes room for a new one
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
-BURST, REFILL_SECONDS = 2, 2.0  # per watch: 2 queries at once, then one per 2 s
+BURST, REFILL_SECONDS = 2, 2.0  # per watch: 2 blocking queries at once, then one per 2 s
 NO_SERVERS = "No known Consul servers"
 
 
@@ -101,11 +101,11 @@ class Watch:
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
         while True:
-            waited = await self._take_token()
+            blocking = self.index != 0 and await self._may_block()
             try:
                 body, headers = await get_json(
                     self.watcher.http, self.watcher.settings.endpoint, self.key.path,
-                    self._params(blocking=not waited), READ_TIMEOUT)
+                    self._params(blocking), READ_TIMEOUT)
                 if not isinstance(body, list):
                     raise ApiError("a body that is not a list of instances", 200)
             except ApiError as exc:
@@ -119,28 +119,29 @@ class Watch:
 
     def _params(self, blocking: bool) -> dict[str, str]:
         params = {**self.key.params(), "stale": ""}
-        if self.index and blocking:
+        if blocking:
             params.update(index=str(self.index), wait=f"{WAIT_SECONDS}s")
         return params
 
-    async def _take_token(self) -> bool:
-        """Per-watch rate limit: BURST blocking queries at once, then one per REFILL_SECONDS.
-        While it waits, changes would go unseen: its answers follow their TTL meanwhile.
-        True when it waited: the next query then does not block (and costs no token), so
-        the watch sees at once what changed meanwhile, or that the index went back (a
-        snapshot restored while no query was held: blocking on the old index would not see
-        the writes counting up to it again), and vouches for its answers again."""
+    async def _may_block(self) -> bool:
+        """Per-watch rate limit on blocking queries (the ones that could return over and
+        over): BURST at once, then one per REFILL_SECONDS. True: one may go now. Else it
+        waits, its answers following their TTL meanwhile (changes would go unseen), and
+        returns False: the query after a wait does not block (queries that do not block
+        cost nothing), so the watch sees at once what changed meanwhile, or that the index
+        went back (a snapshot restored while no query was held: blocking on the old index
+        would not see the writes counting up to it again), and vouches again."""
         now = self.watcher.now()
         self.tokens = min(BURST, self.tokens + (now - self.refilled) / REFILL_SECONDS)
         self.refilled = now
         if self.tokens >= 1:
             self.tokens -= 1
-            return False
+            return True
         self.blind = True
         self.unpin()
         await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
         self.tokens, self.refilled = 1.0, self.watcher.now()
-        return True
+        return False
 
     def _answered(self, body: list, headers) -> None:
         stats = self.watcher.handler.stats
