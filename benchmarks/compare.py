@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,10 @@ from benchmarks.servers import (
 from tests.harness.upstream import DNSMASQ, UNBOUND
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("hits", "misses", "consul_hot", "consul_few", "latency_hits", "latency_misses")
+SCENARIOS = ("hits", "misses", "consul_hot", "consul_few", "consul_watch", "latency_hits",
+             "latency_misses")
+WATCHED_TARGETS = ("consuldns", "consuldns-n")  # consul_watch runs them with --consul-http
+PIN_TIMEOUT = 15.0  # seconds a watching consuldns may take to keep its answers
 HIT_NAMES = 1000
 LATENCY_QPS = 2000
 RSS_NAMES = 100_000
@@ -95,6 +99,8 @@ class Bench:
         self.results: dict[str, dict[str, Measure]] = {}
         self.rss: dict[str, dict[str, int]] = {}
         self.notes: list[str] = []
+        self.kinds: dict[str, str] = {}  # label -> target name
+        self.watching: set[str] = set()  # labels whose server watches the agent now
         self.upstream: Running | None = None
         self.agent: Running | None = None
         self._files = 0
@@ -118,15 +124,17 @@ class Bench:
             for target in self.o.targets:
                 label, server = (CEILING, None) if target == "ceiling" else self._start(target)
                 targets[label] = server
+                self.kinds[label] = target
                 _say(f"{label}: {server!r}" if server else label)
             for scenario in self.o.scenarios:
                 _say(f"{scenario} ...")
-                for label, server in targets.items():
-                    self.results.setdefault(label, {})[scenario] = Measure()
-                    self._with_target(label, server, scenario, self._warm)
-                for _ in range(self.o.repeats):
-                    for label, server in targets.items():
-                        self._with_target(label, server, scenario, self._measure)
+                with self._targets_for(scenario, targets) as runs:
+                    for label, server in runs.items():
+                        self.results.setdefault(label, {})[scenario] = Measure()
+                        self._with_target(label, server, scenario, self._warm)
+                    for _ in range(self.o.repeats):
+                        for label, server in runs.items():
+                            self._with_target(label, server, scenario, self._measure)
         finally:
             for server in targets.values():
                 if server is not None:
@@ -141,7 +149,36 @@ class Bench:
             self.upstream.stop()
         return self._document(time.monotonic() - started)
 
-    def _start(self, target: str, big_cache: bool = False) -> tuple[str, Running]:
+    @contextmanager
+    def _targets_for(self, scenario: str, targets: dict[str, Running | None]):
+        """The servers of one scenario. consul_watch runs each consuldns target as a twin
+        started with --consul-http (the double's HTTP API), stopped afterwards; a consuldns
+        from another tree (--baseline-source) may not know the flag and sits it out."""
+        if scenario != "consul_watch":
+            yield targets
+            return
+        if self.agent.http_address is None:
+            self.notes.append("consul_watch skipped: the agent has no HTTP API (--no-double)")
+            yield {}
+            return
+        runs, twins = {}, []
+        try:
+            for label, server in targets.items():
+                kind = self.kinds[label]
+                if kind in WATCHED_TARGETS:
+                    _, server = self._start(kind, watch=True)
+                    twins.append(server)
+                    self.watching.add(label)
+                if kind != "consuldns-base":
+                    runs[label] = server
+            yield runs
+        finally:
+            self.watching.clear()
+            for twin in twins:
+                twin.stop()
+
+    def _start(self, target: str, big_cache: bool = False,
+               watch: bool = False) -> tuple[str, Running]:
         wd = self.workdir / f"{target}-{self._next()}"
         cpus = self.server_cpus
         if target == "dnsmasq":
@@ -153,14 +190,14 @@ class Bench:
                     start_unbound_forwarder(wd, self.upstream, self.agent, cpus=cpus))
         if target == "consuldns":
             return "consuldns", start_consuldns(wd, self.upstream, self.agent, workers=1,
-                                                cpus=cpus, source=self.o.source)
+                                                cpus=cpus, source=self.o.source, watch=watch)
         if target == "consuldns-base":  # --baseline-source: the same, from another tree
             return "consuldns (baseline)", start_consuldns(
                 wd, self.upstream, self.agent, workers=1, cpus=cpus,
                 source=self.o.baseline_source)
         if target == "consuldns-n":
             server = start_consuldns(wd, self.upstream, self.agent, workers=self.o.workers,
-                                     cpus=all_cpus(), source=self.o.source)
+                                     cpus=all_cpus(), source=self.o.source, watch=watch)
             return server.name, server
         raise ValueError(f"unknown target {target!r}")
 
@@ -187,8 +224,22 @@ class Bench:
         elif scenario == "misses":
             self._closed_loop(target, self._miss_file(self.o.warmup), None, self.o.warmup,
                               once=True)
-        elif scenario in ("consul_hot", "consul_few"):
+        elif scenario in ("consul_hot", "consul_few", "consul_watch"):
+            if label in self.watching:
+                self._warm_until_pinned(label, target)
             self._closed_loop(target, self._consul_file(scenario), None, self.o.warmup)
+
+    def _warm_until_pinned(self, label: str, target: Running) -> None:
+        """Ask the hot name in short bursts until the agent hardly sees them: the watch has
+        answered and its settle period (2 s by default) is over, answers are kept."""
+        deadline = time.monotonic() + PIN_TIMEOUT
+        while time.monotonic() < deadline:
+            before = self.agent.queries_received()
+            result = dnsperf.run(target.port, self.hot_file, duration=0.5, cpus=self.rest_cpus)
+            if self.agent.queries_received() - before <= max(5, result.completed // 1000):
+                return
+        self.notes.append(f"consul_watch: {label} still asked the agent after "
+                          f"{PIN_TIMEOUT:g} s of warm-up")
 
     def _measure(self, label: str, target: Running, scenario: str, forwarder) -> None:
         measure = self.results[label][scenario]
@@ -197,7 +248,7 @@ class Bench:
         elif scenario == "misses":
             self._closed_loop(target, self._miss_file(self.o.duration), measure,
                               self.o.duration, once=True)
-        elif scenario in ("consul_hot", "consul_few"):
+        elif scenario in ("consul_hot", "consul_few", "consul_watch"):
             self._closed_loop(target, self._consul_file(scenario), measure, self.o.duration,
                               agent=self.agent if forwarder is not None else None)
         elif scenario == "latency_hits":
@@ -209,7 +260,7 @@ class Bench:
             raise ValueError(f"unknown scenario {scenario!r}")
 
     def _consul_file(self, scenario: str) -> Path:
-        return self.hot_file if scenario == "consul_hot" else self.few_file
+        return self.few_file if scenario == "consul_few" else self.hot_file
 
     def _closed_loop(self, target: Running, path: Path, measure: Measure | None,
                      duration: float, *, agent: Running | None = None,

@@ -199,6 +199,11 @@ class Running:
     def pid(self) -> int:
         return self.server.pid
 
+    @property
+    def http_address(self) -> str | None:
+        """The agent's HTTP API (HOST:PORT), when it has one (the Consul double)."""
+        return getattr(self.server, "http_address", None)
+
     def queries_received(self) -> int | None:
         """How many queries this server has received so far, when it can tell."""
         return self._counter() if self._counter else None
@@ -316,6 +321,7 @@ class _DoubleServer:
         self.port = handle.port
         self.address = handle.address
         self.pid = handle.pid
+        self.http_address = handle.http_address
 
     def stop(self) -> None:
         self.handle.stop()
@@ -334,14 +340,18 @@ def _double_counter(handle: Any):
 
 
 def start_consuldns(workdir: Path, upstream: Running, agent: Running, *, workers: int,
-                    cpus: str, cache_size: int = CACHE_ENTRIES,
-                    source: Path | None = None) -> Running:
-    """consuldns serve; `source` runs another copy of the package (before/after comparisons)."""
+                    cpus: str, cache_size: int = CACHE_ENTRIES, source: Path | None = None,
+                    watch: bool = False) -> Running:
+    """consuldns serve; `source` runs another copy of the package (before/after comparisons).
+    The watch of the agent's HTTP API is off (the harness's environment) unless `watch`:
+    then it watches the double's HTTP API, with every other setting at its default."""
     config = f'[cache]\nsize = {cache_size}\n\n[log]\nlevel = "warning"\n'
     env = {"PYTHONPATH": str(source)} if source else None
+    watching = ["--consul-http", agent.http_address] if watch else []
     server = harness_start_consuldns(workdir, consul=agent.address, upstreams=[upstream.address],
                                      config=config, place=Pinned(cpus), env=env,
-                                     extra_args=["--admin", "off", "--workers", str(workers)])
+                                     extra_args=["--admin", "off", "--workers", str(workers),
+                                                 *watching])
     label = "consuldns" if workers == 1 else f"consuldns x{workers} workers"
     return Running(label, server, kind="forwarder")
 

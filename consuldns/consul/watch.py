@@ -10,7 +10,9 @@ and clients keep seeing the agent's TTL.
 
 Safety rules (docs/design.md, "Watching Consul"):
 - an answer is pinned only if no change was seen while it was fetched (generations), and not
-  within SETTLE seconds of a change (the agent's DNS reads may lag the HTTP view);
+  if it was asked within `[cache.consul] watch_settle` seconds (SETTLE by default) of a
+  change: the agent's DNS reads may lag the HTTP view, so what it answers reflects the
+  moment it was asked, however late the answer comes;
 - a watch that fails (an error, 429, 403, a rate-limited wait) unpins its answers at once:
   they fall back to their TTL;
 - an empty HTTP view while DNS answers means the HTTP token sees less than DNS: that
@@ -34,7 +36,7 @@ from consuldns.consul.names import WatchKey, watch_key
 
 log = logging.getLogger("consuldns.watch")
 
-SETTLE = 2.0  # seconds after a change (or a watch's start) during which nothing is pinned
+SETTLE = 2.0  # watch_settle's default: seconds after a change (or a start) when nothing is pinned
 WAIT_SECONDS = 300  # a blocking query's wait; Consul adds up to wait/16 of jitter
 READ_TIMEOUT = WAIT_SECONDS * 17 / 16 + 10
 LEADER_EVERY = 5.0  # seconds between /v1/status/leader probes
@@ -43,7 +45,7 @@ SWEEP_EVERY = 30.0  # seconds between looks for idle watches
 IDLE_AFTER = 300.0  # a watch whose answers were not asked for this long stops
 EVICTABLE_AFTER = 60.0  # at the cap, a watch unused this long makes room for a new one
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 30.0
-BURST, REFILL_SECONDS = 2, 2.0  # per watch: 2 queries at once, then one per 2 s
+BURST, REFILL_SECONDS = 2, 2.0  # per watch: 2 blocking queries at once, then one per 2 s
 NO_SERVERS = "No known Consul servers"
 
 
@@ -63,14 +65,16 @@ class WatchSettings:
     max_watches: int = 32
     watch_ttl: int = 300
     zones: tuple[str, ...] = ()  # route zones of the agent (for serving stale at once)
+    settle: float = SETTLE  # [cache.consul] watch_settle
 
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """Taken before the agent is asked: which watch, at which generation."""
+    """Taken before the agent is asked: which watch, at which generation, when."""
 
     key: WatchKey
     generation: int
+    taken: float  # the watcher's clock
 
 
 class Watch:
@@ -97,11 +101,11 @@ class Watch:
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
         while True:
-            await self._take_token()
+            blocking = self.index != 0 and await self._may_block()
             try:
                 body, headers = await get_json(
                     self.watcher.http, self.watcher.settings.endpoint, self.key.path,
-                    self._params(), READ_TIMEOUT)
+                    self._params(blocking), READ_TIMEOUT)
                 if not isinstance(body, list):
                     raise ApiError("a body that is not a list of instances", 200)
             except ApiError as exc:
@@ -113,24 +117,31 @@ class Watch:
             backoff = BACKOFF_FIRST
             self._answered(body, headers)
 
-    def _params(self) -> dict[str, str]:
+    def _params(self, blocking: bool) -> dict[str, str]:
         params = {**self.key.params(), "stale": ""}
-        if self.index:
+        if blocking:
             params.update(index=str(self.index), wait=f"{WAIT_SECONDS}s")
         return params
 
-    async def _take_token(self) -> None:
-        """Per-watch rate limit: BURST queries at once, then one per REFILL_SECONDS. While
-        it waits, changes would go unseen: its answers follow their TTL meanwhile."""
+    async def _may_block(self) -> bool:
+        """Per-watch rate limit on blocking queries (the ones that could return over and
+        over): BURST at once, then one per REFILL_SECONDS. True: one may go now. Else it
+        waits, its answers following their TTL meanwhile (changes would go unseen), and
+        returns False: the query after a wait does not block (queries that do not block
+        cost nothing), so the watch sees at once what changed meanwhile, or that the index
+        went back (a snapshot restored while no query was held: blocking on the old index
+        would not see the writes counting up to it again), and vouches again."""
         now = self.watcher.now()
         self.tokens = min(BURST, self.tokens + (now - self.refilled) / REFILL_SECONDS)
         self.refilled = now
-        if self.tokens < 1:
-            self.blind = True
-            self.unpin()
-            await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
-            self.tokens, self.refilled = 1.0, self.watcher.now()
-        self.tokens -= 1
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.blind = True
+        self.unpin()
+        await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
+        self.tokens, self.refilled = 1.0, self.watcher.now()
+        return False
 
     def _answered(self, body: list, headers) -> None:
         stats = self.watcher.handler.stats
@@ -272,22 +283,22 @@ class Watcher:
         watch = self.watches.get(key) or self._start_watch(key)
         if watch is None:
             return None
-        watch.last_used = self.now()
-        return Ticket(key, watch.generation)
+        watch.last_used = now = self.now()
+        return Ticket(key, watch.generation, now)
 
     def pin(self, ticket: Ticket, cache_key: bytes, entry: Any, answered: bool) -> bool:
         """After the agent answered: keep `entry` up to watch_ttl when its watch vouches for
         it; `answered` says whether the answer had records. True when pinned."""
         watch = self.watches.get(ticket.key)
-        now = self.now()
         if watch is None or watch.state is not State.WATCHING or watch.blind:
             return False
-        if watch.generation != ticket.generation or now - watch.changed_at < SETTLE:
+        if (watch.generation != ticket.generation
+                or ticket.taken - watch.changed_at < self.settings.settle):
             return False
         if answered and not watch.instances:
             self._acl_mismatch(watch)
             return False
-        entry.pin(now + self.settings.watch_ttl)
+        entry.pin(self.now() + self.settings.watch_ttl)
         watch.entries.add(cache_key)
         return True
 

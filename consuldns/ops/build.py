@@ -87,8 +87,9 @@ def watch_settings(settings: Settings, router: Router) -> WatchSettings:
     domains = tuple(wire.text_to_name(name).lower()
                     for name in (consul.domain, consul.alt_domain) if name)
     zones = tuple(route.zone for route in router.routes if route.is_agent)
-    return WatchSettings(point, domains, consul.max_watches, settings.cache.consul.watch_ttl,
-                         zones)
+    policy = settings.cache.consul
+    return WatchSettings(point, domains, consul.max_watches, policy.watch_ttl, zones,
+                         policy.watch_settle)
 
 
 def build_router(settings: Settings) -> Router:

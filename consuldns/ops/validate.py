@@ -266,11 +266,13 @@ def _check_cache(settings: Settings, report: Report) -> None:
 
 
 def _check_zone_cache(key: str, zone_cache: ZoneCacheSettings, report: Report) -> None:
-    if key != "cache.consul" and zone_cache.watch_ttl != ZoneCacheSettings().watch_ttl:
-        report(f"{key}.watch_ttl", "only answers of the Consul agent are watched: set it in "
-               "[cache.consul]")
+    for name in ("watch_ttl", "watch_settle"):
+        if key != "cache.consul" and getattr(zone_cache, name) != getattr(
+                ZoneCacheSettings(), name):
+            report(f"{key}.{name}", "only answers of the Consul agent are watched: set it in "
+                   "[cache.consul]")
     for name in ("min_ttl", "max_ttl", "neg_min_ttl", "neg_max_ttl", "servfail_ttl",
-                 "stale_window", "stale_ttl", "watch_ttl"):
+                 "stale_window", "stale_ttl", "watch_ttl", "watch_settle"):
         if getattr(zone_cache, name) < 0:
             report(f"{key}.{name}", "must not be negative")
     if zone_cache.min_ttl > zone_cache.max_ttl:

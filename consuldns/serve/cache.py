@@ -45,6 +45,7 @@ class CachePolicy:
     neg_min_ttl: int = 0
     neg_max_ttl: int = 3600
     watch_ttl: int = 300  # how long a watched answer may be kept ([cache.consul] only)
+    watch_settle: float = 2.0  # seconds after a change before answers are kept so ([cache.consul])
     servfail_ttl: int = 2
     stale_window: int = 3600
     stale_ttl: int = 30

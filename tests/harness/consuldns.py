@@ -95,11 +95,16 @@ def default_user() -> str | None:
 
 
 def product_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the product: importable from the work tree, unbuffered logs, and no
-    CONSULDNS_CONFIG leaking in from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if k != "CONSULDNS_CONFIG"}
+    """Environment for the product: importable from the work tree, unbuffered logs, and
+    neither CONSULDNS_CONFIG nor Consul's client variables (CONSUL_HTTP_ADDR, tokens, TLS)
+    leaking in from the developer's shell. The watch of the agent's HTTP API is off unless a
+    test turns it on (`--consul-http ADDRESS`, or CONSUL_HTTP_ADDR in `extra`): otherwise
+    every server would try 127.0.0.1:8500, which is nobody's in a test."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "CONSULDNS_CONFIG" and not k.startswith("CONSUL_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env["CONSUL_HTTP_ADDR"] = "off"
     env.update(extra or {})
     return env
 
