@@ -125,6 +125,7 @@ def render_text(result: Result, request: Request, found: Explanation) -> str:
                  f"{_cache_text(found.cache_after)} after")
     if found.route is not None and found.route.get("watch"):
         lines.append(f";; watch: {_watch_text(found.route['watch'])}")
+        lines += _instances_text(found.route["watch"].get("instances") or [])
     direct_address = found.direct_request.server.address if found.direct_request else "-"
     lines += [";;", ";; " + "".ljust(9) + f"consuldns {request.server.address}".ljust(COLUMN)
               + f"{found.direct_label} {direct_address}"]
@@ -161,6 +162,20 @@ def _not_kept(state: dict) -> bool:
     """A TTL-0 answer: stored only for serve-stale, never fresh (not a fault)."""
     return state["state"] == "stale" and state.get("own_lifetime") == 0 \
         and not state.get("pinned")
+
+
+def _instances_text(instances: list[dict]) -> list[str]:
+    """The agent's health view, one line per instance; the checks that keep an instance out
+    of DNS answers (critical) or out of only_passing ones (warning) with their output."""
+    lines = [";; instances (the agent's HTTP API):"] if instances else []
+    for item in instances:
+        where = f"{item['address']}:{item['port']}" if item.get("port") else item["address"]
+        lines.append(f";;   {where} on {item['node']}: {item['health']}")
+        for check in item.get("failing", []):
+            output = " ".join(check["output"].split())
+            lines.append(f";;     {check['status']}: {check['check']}"
+                         + (f": {output}" if output else ""))
+    return lines
 
 
 def _watch_text(watch: dict) -> str:

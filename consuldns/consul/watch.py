@@ -401,6 +401,19 @@ class Watcher:
                 "pinned_answers": len(watch.entries), "instances": watch.instances,
                 "problem": watch.problem}
 
+    async def health_view(self, qname: bytes) -> dict[str, Any]:
+        """The instances of qname's service as the HTTP API shows them now (one request that
+        does not block): for `query --explain` on a service no watch holds."""
+        key = watch_key(qname, self.settings.domains)
+        if not self.enabled or self.http is None or key is None:
+            return {}
+        try:
+            body, _ = await get_json(self.http, self.settings.endpoint, key.path,
+                                     {**key.params(), "stale": ""}, LEADER_TIMEOUT)
+        except ApiError as exc:
+            return {"problem": f"the HTTP API did not show the instances ({exc})"}
+        return {"instances": view.summary(body) if isinstance(body, list) else []}
+
     def watching(self) -> int:
         """Watches holding a blocking query now."""
         return sum(1 for w in self.watches.values() if w.state is State.WATCHING)

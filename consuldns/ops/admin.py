@@ -259,7 +259,11 @@ class AdminServer:
         except ValueError as exc:
             return Response.json(400, {"error": str(exc)})
         do = params.get("do", "0") in ("1", "true", "yes")
-        return Response.json(200, cacheview.lookup(self.runtime.handler, qname, qtype, do))
+        document = cacheview.lookup(self.runtime.handler, qname, qtype, do)
+        watch = document.get("watch")
+        if watch and watch.get("state") not in ("off", None) and "instances" not in watch:
+            watch.update(await self.runtime.watcher.health_view(qname))
+        return Response.json(200, document)
 
     async def _flush(self, params: dict) -> Response:
         try:

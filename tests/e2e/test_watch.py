@@ -17,6 +17,8 @@ limits, a 403 that turns watching off, a catalog of 500 services) start their ow
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -39,7 +41,7 @@ from tests.e2e.client import addresses, ask
 from tests.e2e.fake_upstream import wait_until as poll
 from tests.e2e.test_nginx import VALID, requests_for
 from tests.harness import catalogs
-from tests.harness.consuldns import ConsulDNS, start_consuldns
+from tests.harness.consuldns import ConsulDNS, product_env, start_consuldns
 
 WEB = "web.service.consul"
 DB = "db.service.consul"
@@ -624,3 +626,30 @@ def test_500_services_asked_at_most_max_watches_connections(own):
         ask(server, f"{service}.service.consul")
     assert [control.count(f"{s}.service.consul") for s in services[max_watches:]] == [
         count + 1 for count in again]
+
+
+# ------------------------------------------------------------------ --explain
+
+
+def test_explain_shows_each_instance_and_why_one_is_left_out(pair):
+    """`query --explain` on a service name answers "why is 127.0.0.9 missing" in one
+    command: the agent's health view, each instance with the checks that are not passing."""
+    pair.control.set_check("critical", service_id="web-node5", node="node5",
+                           output="HTTP GET http://127.0.0.9:8080/health: 503 Service Unavailable")
+    out = explain(pair.server, WEB)
+    assert ";; instances (the agent's HTTP API):" in out
+    lines = out.splitlines()
+    left_out = next(i for i, line in enumerate(lines) if "127.0.0.9" in line)
+    assert lines[left_out].endswith(": critical")
+    assert "503 Service Unavailable" in lines[left_out + 1]
+    assert all(any(f"{address}:" in line and line.endswith(": passing") for line in lines)
+               for address in HEALTHY)
+
+
+def explain(server: ConsulDNS, name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "consuldns", "query", name, "--server", server.address,
+         "--explain", "--admin", server.admin_address], capture_output=True, text=True,
+        timeout=30, env=product_env(), check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
