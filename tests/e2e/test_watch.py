@@ -589,7 +589,7 @@ def test_429_stops_that_watch_and_pauses_new_ones(own):
     wait_until(lambda: control.http_counters().count(endpoint="status_leader") >= 1)
     for name in names:
         ask(server, name)
-        wait_until(lambda: cache_view(server, name)["watch"]["state"] != "starting")
+        wait_until(lambda name=name: cache_view(server, name)["watch"]["state"] != "starting")
     states = {name: cache_view(server, name)["watch"]["state"] for name in names}
     watched = [name for name in names if states[name] == "watching"]
     unwatched = [name for name in names if states[name] != "watching"]
