@@ -23,24 +23,10 @@ import pytest
 
 from tests.e2e.admin import http, scrape
 from tests.e2e.client import addresses, ask, read_frame, tcp_frame
-from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
+from tests.e2e.fake_upstream import answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 from tests.harness.tools import need
-
-
-@pytest.fixture
-def fakes():
-    started = []
-
-    def start(handle):
-        fake = FakeUpstream(handle)
-        started.append(fake)
-        return fake
-
-    yield start
-    for fake in started:
-        fake.stop()
 
 
 def query_from(server, source: str, name: str, rdtype: str = "A", *,

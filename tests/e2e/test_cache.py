@@ -18,26 +18,13 @@ import pytest
 from consuldns.cli import adminclient
 from tests.e2e.admin import cache_state, delta, scrape
 from tests.e2e.client import addresses, ask
-from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
+from tests.e2e.fakes import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 
 SOA_TYPE = 6
 SOA = "ns.cache.test. hostmaster.cache.test. 1 3600 600 86400 {minimum}"
 
-
-@pytest.fixture
-def fake_upstream():
-    fakes = []
-
-    def start(handle):
-        fake = FakeUpstream(handle)
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        fake.stop()
 
 
 def nxdomain_with_soa(query, soa_ttl: int, minimum: int) -> bytes:
@@ -68,8 +55,8 @@ def asked_again(server, name: str, asked_upstream: Callable[[], int], since: flo
     raise AssertionError(f"{name} was not asked again {lifetime + timeout} s after the first")
 
 
-def test_repeats_reach_the_upstream_once(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.1"], ttl=300))
+def test_repeats_reach_the_upstream_once(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.1"], ttl=300))
     server = consuldns_server(upstreams=[fake])
     for _ in range(5):
         assert addresses(ask(server, "repeat.cache.test")) == ["192.0.2.1"]
@@ -91,8 +78,8 @@ def test_ttl_counts_down_on_hits(shared_consuldns):
     assert seen == sorted(seen, reverse=True)
 
 
-def test_expiry_refetches(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.2"], ttl=1))
+def test_expiry_refetches(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.2"], ttl=1))
     server = consuldns_server(upstreams=[fake])
     asked = time.monotonic()
     ask(server, "short.cache.test")
@@ -118,9 +105,9 @@ def test_min_ttl_sets_how_long_agent_answers_stay_cached(consuldns_server, share
 @pytest.mark.parametrize("soa_ttl,minimum", [(300, 1), (1, 300)],
                          ids=["minimum-lower", "soa-ttl-lower"])
 def test_negative_answers_live_the_lower_of_soa_ttl_and_minimum(consuldns_server,
-                                                                fake_upstream, soa_ttl, minimum):
+                                                                fakes, soa_ttl, minimum):
     """RFC 2308 §5: min(SOA TTL, SOA MINIMUM), whichever of the two is lower."""
-    fake = fake_upstream(lambda query, transport: nxdomain_with_soa(query, soa_ttl, minimum))
+    fake = fakes(lambda query, transport: nxdomain_with_soa(query, soa_ttl, minimum))
     server = consuldns_server(upstreams=[fake])
     asked = time.monotonic()
     first = ask(server, "gone.cache.test")
@@ -131,13 +118,13 @@ def test_negative_answers_live_the_lower_of_soa_ttl_and_minimum(consuldns_server
                 asked, lifetime=1)
 
 
-def test_negative_answer_without_soa_is_not_cached(consuldns_server, fake_upstream):
+def test_negative_answer_without_soa_is_not_cached(consuldns_server, fakes):
     def bare_nxdomain(query, transport):
         reply = dns.message.make_response(query)
         reply.set_rcode(dns.rcode.NXDOMAIN)
         return reply.to_wire()
 
-    fake = fake_upstream(bare_nxdomain)
+    fake = fakes(bare_nxdomain)
     server = consuldns_server(upstreams=[fake])
     for _ in range(3):
         assert ask(server, "nosoa.cache.test").rcode() == dns.rcode.NXDOMAIN
@@ -323,8 +310,8 @@ def test_failing_agent_never_becomes_nxdomain(shared_consuldns, shared_double):
     assert reply.rcode() == dns.rcode.SERVFAIL
 
 
-def test_cache_size_bound_holds_under_ten_times_more_names(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.3"], ttl=300))
+def test_cache_size_bound_holds_under_ten_times_more_names(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.3"], ttl=300))
     server = consuldns_server(upstreams=[fake], config="[cache]\nsize = 50\n")
     names = [f"n{i}.bound.cache.test" for i in range(500)]
     for name in names:
@@ -339,8 +326,8 @@ def test_cache_size_bound_holds_under_ten_times_more_names(consuldns_server, fak
     assert oldest == 40  # evicted long ago: asked again
 
 
-def test_prefetch_refreshes_a_hot_entry_before_it_expires(consuldns_server, fake_upstream):
-    fake = fake_upstream(lambda query, transport: answer_a(query, ["192.0.2.4"], ttl=2))
+def test_prefetch_refreshes_a_hot_entry_before_it_expires(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.4"], ttl=2))
     server = consuldns_server(upstreams=[fake], config="[cache]\nprefetch = true\n")
     deadline = time.monotonic() + 5
     while queries_for(fake, "hot.cache.test.") < 2 and time.monotonic() < deadline:
@@ -382,9 +369,9 @@ def fill(server, prefix: str, count: int) -> None:
         assert reply.flags & dns.flags.TC  # the 60 KB answer was fetched and cached
 
 
-def test_large_answers_stay_within_the_byte_budget(consuldns_server, fake_upstream):
+def test_large_answers_stay_within_the_byte_budget(consuldns_server, fakes):
     budget = 4 * 1024 * 1024  # each 60 KB answer counts ~155 KB: 27 of them fit
-    fake = fake_upstream(big_txt_over_tcp)
+    fake = fakes(big_txt_over_tcp)
     server = consuldns_server(upstreams=[fake], admin=True,
                               config=f"[cache]\nmax_bytes = {budget}\n")
     fill(server, "warm", 10)  # every code path loaded, the allocator's arenas in use

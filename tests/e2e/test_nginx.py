@@ -2,7 +2,7 @@
 
 nginx 1.22 resolves a variable in `proxy_pass` at request time through `resolver`, caches the
 answer for `valid=1s`, sends A (and AAAA with ipv6=on) without EDNS, drops replies with
-Z/AD/CD set and fails the whole name on an error rcode for either query (forwarders.md §4).
+Z/AD/CD set and fails the whole name on an error rcode for either query (nginx's src/core/ngx_resolver.c).
 The backends are HTTP servers on 127.0.0.2-5, the `web` instances of the Consul double.
 """
 

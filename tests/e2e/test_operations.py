@@ -38,20 +38,6 @@ EXAMPLE = REPO_ROOT / "config" / "consuldns.toml"
 # ------------------------------------------------------------------ helpers
 
 
-@pytest.fixture
-def fakes():
-    """make(handler) -> FakeUpstream, stopped at the end of the test."""
-    started: list[FakeUpstream] = []
-
-    def make(handle) -> FakeUpstream:
-        fake = FakeUpstream(handle)
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
-
 
 def fixed(address: str, ttl: int = 0):
     return lambda query, transport: answer_a(query, [address], ttl=ttl)

@@ -35,8 +35,8 @@ import pytest
 from consuldns.consul.watch import BACKOFF_FIRST, REFILL_SECONDS
 from tests.conftest import watch_logs
 from tests.consul_double.process import start_double
-from tests.double import httpclient
-from tests.double.httpclient import wait_until
+from tests.consul_double_tests import httpclient
+from tests.consul_double_tests.httpclient import wait_until
 from tests.e2e.client import addresses, ask
 from tests.e2e.fake_upstream import wait_until as poll
 from tests.e2e.test_nginx import VALID, requests_for

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consuldns import __version__
 from tests.e2e.admin import http, scrape
 from tests.e2e.client import addresses, ask
-from tests.e2e.fake_upstream import FakeUpstream, answer_a
+from tests.e2e.fake_upstream import answer_a
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 from tests.harness.consuldns import product_env
@@ -157,25 +157,13 @@ def cache_state(server, slot: int, name: str) -> str:
 
 
 @pytest.fixture
-def two_workers(consuldns_server, fakes_started):
-    fake = fakes_started(lambda query, transport: answer_a(query, ["192.0.2.9"], ttl=300))
+def two_workers(consuldns_server, fakes):
+    fake = fakes(lambda query, transport: answer_a(query, ["192.0.2.9"], ttl=300))
     server = consuldns_server(upstreams=[fake], admin=True, extra_args=["--workers", "2"])
     assert _wait_for(lambda: len(_children(server.pid)) == 2)
     assert _wait_for(lambda: all(os.path.exists(worker_socket(server, s)) for s in (0, 1)))
     return server
 
-
-@pytest.fixture
-def fakes_started():
-    started = []
-
-    def start(handle):
-        started.append(FakeUpstream(handle))
-        return started[-1]
-
-    yield start
-    for fake in started:
-        fake.stop()
 
 
 def test_metrics_add_up_over_the_workers(two_workers):

@@ -23,7 +23,7 @@ from tests.harness.procs import (
 from tests.harness.tools import code_readable_by_nobody
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# A CHAOS-class question: consuldns answers it itself (REFUSED, per design.md), so readiness
+# A CHAOS-class question: consuldns answers it itself (REFUSED: docs/design.md, "Bad and hostile input"), so readiness
 # probes never reach the upstream or the agent and never show in their counters.
 READY_QUESTION = ("readiness.invalid.", "TXT", "CH")
 

@@ -38,7 +38,7 @@ def supports_upstream_resolve() -> bool:
 
 @dataclass(frozen=True)
 class NginxSettings:
-    """What the generated nginx.conf says; defaults are the proxy-host setup of design.md."""
+    """What the generated nginx.conf says; defaults are the proxy-host setup of docs/design.md."""
 
     resolver: str  # HOST:PORT of consuldns
     name: str = "web.service.consul"

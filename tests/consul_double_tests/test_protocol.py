@@ -8,7 +8,7 @@ import struct
 import dns.message
 import dns.opcode
 
-from tests.double.dnsclient import (
+from tests.consul_double_tests.dnsclient import (
     ask,
     ask_wire,
     flags,

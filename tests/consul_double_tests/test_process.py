@@ -11,8 +11,8 @@ import pytest
 from tests.consul_double import DoubleStartError, start_double, start_in_thread
 from tests.consul_double.__main__ import parse_http
 from tests.consul_double.process import REPO_ROOT, answers_dns
-from tests.double.dnsclient import ask, rdatas
-from tests.double.httpclient import UnixHTTPConnection, get, request
+from tests.consul_double_tests.dnsclient import ask, rdatas
+from tests.consul_double_tests.httpclient import UnixHTTPConnection, get, request
 
 
 def test_start_double_runs_a_process_and_stop_ends_it(tmp_path):

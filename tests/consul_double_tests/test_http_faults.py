@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.double.dnsclient import ask, rcode, rdatas
-from tests.double.httpclient import get, get_later, wait_until, watch
+from tests.consul_double_tests.dnsclient import ask, rcode, rdatas
+from tests.consul_double_tests.httpclient import get, get_later, wait_until, watch
 
 WEB = "/v1/health/service/web"
 WEB_ADDRESSES = {"10.0.0.1", "10.0.0.2", "192.0.2.10"}

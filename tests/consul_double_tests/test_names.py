@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.double.dnsclient import ask, rcode, rdatas, records, soa_only
+from tests.consul_double_tests.dnsclient import ask, rcode, rdatas, records, soa_only
 
 WEB = {"10.0.0.1", "10.0.0.2", "192.0.2.10"}
 

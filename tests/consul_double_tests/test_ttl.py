@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.double.dnsclient import ask, records
+from tests.consul_double_tests.dnsclient import ask, records
 
 TTLS = {"web": "20s", "we*": "30s", "w*": "40s", "*": "5s"}
 

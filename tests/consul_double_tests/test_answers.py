@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dns.message
 
-from tests.double.dnsclient import ask, rcode, rdatas, records, soa_only
+from tests.consul_double_tests.dnsclient import ask, rcode, rdatas, records, soa_only
 
 NODE1_META = {'"consul-network-segment="', '"rack=r1"', '"plain"', '"a`=b=c``d"'}
 

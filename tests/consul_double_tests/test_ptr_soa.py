@@ -1,4 +1,4 @@
-"""PTR, SOA and NS (checklist 2, 8, 11, 12)."""
+"""PTR, SOA and NS, as the agent answers them (tests/consul_double/README.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import dns.reversename
 
-from tests.double.dnsclient import ask, flags, rcode, rdatas, records, soa_only
+from tests.consul_double_tests.dnsclient import ask, flags, rcode, rdatas, records, soa_only
 
 SERVER_NAMES = {f"server{i}.node.dc1.consul." for i in range(1, 5)}
 SERVER_ADDRESSES = {f"10.0.1.{i}" for i in range(1, 5)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dns.message
 
-from tests.double.catalogs import BIG_COUNT
-from tests.double.dnsclient import ask, ask_wire, flags, make, rcode, rdatas, records, soa_only
+from tests.consul_double_tests.catalogs import BIG_COUNT
+from tests.consul_double_tests.dnsclient import ask, ask_wire, flags, make, rcode, rdatas, records, soa_only
 
 BIG = "big.service.consul"
 

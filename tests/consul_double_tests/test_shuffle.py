@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.double.catalogs import BIG_COUNT
-from tests.double.dnsclient import ask, rdatas
+from tests.consul_double_tests.catalogs import BIG_COUNT
+from tests.consul_double_tests.dnsclient import ask, rdatas
 
 BIG = "big.service.consul"
 DRAWS = 300

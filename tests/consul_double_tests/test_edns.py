@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.edns
 import dns.flags
 
-from tests.double.dnsclient import ask, rcode
+from tests.consul_double_tests.dnsclient import ask, rcode
 
 
 def ecs_of(reply):

@@ -6,8 +6,8 @@ import random
 
 from tests.consul_double.http_config import HttpConfig
 from tests.consul_double.http_query import query_timeout
-from tests.double import catalogs
-from tests.double.httpclient import get, wait_until, watch
+from tests.consul_double_tests import catalogs
+from tests.consul_double_tests.httpclient import get, wait_until, watch
 
 WEB = "/v1/health/service/web"
 DUP = "/v1/health/service/dup"

@@ -7,9 +7,9 @@ import socket
 import pytest
 
 from tests.consul_double.http_wire import Response, encode_response
-from tests.double import catalogs
-from tests.double.dnsclient import ask, rdatas
-from tests.double.httpclient import connection, get, raw_exchange, request
+from tests.consul_double_tests import catalogs
+from tests.consul_double_tests.dnsclient import ask, rdatas
+from tests.consul_double_tests.httpclient import connection, get, raw_exchange, request
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import socket
 import pytest
 from dnslib import RCODE
 
-from tests.double.dnsclient import ask, flags, rcode, records
-from tests.double.upstream import Upstream, ZoneResolver
+from tests.consul_double_tests.dnsclient import ask, flags, rcode, records
+from tests.consul_double_tests.upstream import Upstream, ZoneResolver
 
 ZONE = {"www.example.test": ("A", "192.0.2.99", 123),
         "9.9.9.9.in-addr.arpa": ("PTR", "nine.example.test.", 60)}

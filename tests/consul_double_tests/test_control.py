@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.consul_double import DoubleControlError
-from tests.double.dnsclient import ask, ask_wire, rcode, rdatas
-from tests.double.httpclient import get
+from tests.consul_double_tests.dnsclient import ask, ask_wire, rcode, rdatas
+from tests.consul_double_tests.httpclient import get
 
 
 def test_counters_per_name_type_and_transport(make_double):

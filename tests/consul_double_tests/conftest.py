@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.consul_double.process import start_double, start_in_thread
-from tests.double import catalogs
+from tests.consul_double_tests import catalogs
 
 PROFILES = ("modern", "0.6.4")
 

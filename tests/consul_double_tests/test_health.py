@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.double import catalogs
-from tests.double.dnsclient import ask, rcode, rdatas, soa_only
+from tests.consul_double_tests import catalogs
+from tests.consul_double_tests.dnsclient import ask, rcode, rdatas, soa_only
 
 
 def addresses(double, name="health.service.consul"):

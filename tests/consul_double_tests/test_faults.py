@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.double.dnsclient import ask, ask_wire, flags, make, rcode, rdatas
+from tests.consul_double_tests.dnsclient import ask, ask_wire, flags, make, rcode, rdatas
 
 SHORT = 0.5
 
