@@ -339,13 +339,20 @@ def _double_counter(handle: Any):
     return count
 
 
+CACHE_BUDGET = 1 << 30  # bytes: no eviction by size in the benchmarks
+
+
 def start_consuldns(workdir: Path, upstream: Running, agent: Running, *, workers: int,
                     cpus: str, cache_size: int = CACHE_ENTRIES, source: Path | None = None,
                     watch: bool = False) -> Running:
     """consuldns serve; `source` runs another copy of the package (before/after comparisons).
     The watch of the agent's HTTP API is off (the harness's environment) unless `watch`:
     then it watches the double's HTTP API, with every other setting at its default."""
-    config = f'[cache]\nsize = {cache_size}\n\n[log]\nlevel = "warning"\n'
+    # The byte budget (cache.max_bytes, 64 MiB by default) would cap the RSS fill at ~65 000
+    # names in one process but not across N workers: raised so every target holds them all
+    # (a tree from before the budget, --baseline-source, knows no such key).
+    budget = f"max_bytes = {CACHE_BUDGET}\n" if source is None else ""
+    config = f'[cache]\nsize = {cache_size}\n{budget}\n[log]\nlevel = "warning"\n'
     env = {"PYTHONPATH": str(source)} if source else None
     watching = ["--consul-http", agent.http_address] if watch else []
     server = harness_start_consuldns(workdir, consul=agent.address, upstreams=[upstream.address],

@@ -70,7 +70,9 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float) 
 def test_try_it_answers_web_then_ctrl_c_stops_everything(tmp_path, upstream):
     """The venv given is used as is; --upstream keeps /etc/resolv.conf's servers out."""
     listen, consul = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "TRY_VENV": sys.prefix, "TRY_LISTEN": listen, "TRY_CONSUL": consul}
+    consul_http = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TRY_VENV": sys.prefix, "TRY_LISTEN": listen, "TRY_CONSUL": consul,
+           "TRY_CONSUL_HTTP": consul_http}
     log = tmp_path / "try-it.log"
     argv = ["bash", "scripts/try-it", "--upstream", upstream.address, "--admin", "off"]
     with log.open("wb") as out:
@@ -89,4 +91,5 @@ def test_try_it_answers_web_then_ctrl_c_stops_everything(tmp_path, upstream):
     assert sorted(answered) == WEB_HEALTHY
     assert f"$ {sys.prefix}/bin/consuldns query web.service.consul --server {listen}" in output
     assert len(children) == 2  # the double and consuldns
+    assert f"watching up to 32 Consul services through http://{consul_http}" in output
     assert not [pid for pid in children if alive(pid)]
