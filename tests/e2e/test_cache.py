@@ -18,7 +18,7 @@ import pytest
 from consuldns.cli import adminclient
 from tests.e2e.admin import cache_state, delta, scrape
 from tests.e2e.client import addresses, ask
-from tests.e2e.fakes import FakeUpstream, answer_a, wait_until
+from tests.e2e.fake_upstream import FakeUpstream, answer_a, wait_until
 from tests.harness import catalogs
 from tests.harness import upstream as zone
 

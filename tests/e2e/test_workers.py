@@ -83,6 +83,13 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def _both_ready(server) -> bool:
+    """Both workers bound their sockets and asked the agent their start-up question (its SOA),
+    which the tests below must not count."""
+    return (_udp_sockets_on(server.port) == 2
+            and server.log_text().count(" ready (pid ") == 2)
+
+
 def _udp_sockets_on(port: int) -> int:
     """How many UDP sockets are bound to port on IPv4 (one per worker once all started)."""
     with open("/proc/net/udp") as handle:
@@ -93,7 +100,7 @@ def _udp_sockets_on(port: int) -> int:
 def test_a_name_is_cached_once_whoever_asks_it(consuldns_server, consul_double):
     server = consuldns_server(extra_args=["--workers", "2"],
                               config="[cache.consul]\nmin_ttl = 60\n")
-    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    assert _wait_for(lambda: _both_ready(server))
     consul_double.control.reset_counters()
     for _ in range(20):  # each from a fresh source port: spread by address, both would ask
         assert sorted(addresses(ask(server, "web.service.consul"))) == sorted(
@@ -104,7 +111,7 @@ def test_a_name_is_cached_once_whoever_asks_it(consuldns_server, consul_double):
 def test_identical_queries_from_many_clients_share_one_exchange(consuldns_server,
                                                                 consul_double):
     server = consuldns_server(extra_args=["--workers", "2"])  # TTL 0: nothing cached
-    assert _wait_for(lambda: _udp_sockets_on(server.port) == 2)
+    assert _wait_for(lambda: _both_ready(server))
     consul_double.control.set_fault("latency", 0.3)  # the exchange stays open meanwhile
     consul_double.control.reset_counters()
     clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
