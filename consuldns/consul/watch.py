@@ -162,7 +162,7 @@ class Watch:
                 self.invalidate()
             self.digest, self.generation = digest, self.generation + 1
             self.changed_at, self.changed_wall = self.watcher.now(), time.time()
-            self.instances = view.summary(body)
+        self.instances = view.summary(body)  # check outputs too, for --explain
         self.state, self.blind = State.WATCHING, False
 
     def _recovered(self) -> None:

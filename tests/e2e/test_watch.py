@@ -634,9 +634,11 @@ def test_500_services_asked_at_most_max_watches_connections(own):
 def test_explain_shows_each_instance_and_why_one_is_left_out(pair):
     """`query --explain` on a service name answers "why is 127.0.0.9 missing" in one
     command: the agent's health view, each instance with the checks that are not passing."""
+    ask(pair.server, WEB)  # the service is watched from now on: the view comes from the watch
+    wait_until(lambda: cache_view(pair.server, WEB)["watch"]["state"] == "watching")
     pair.control.set_check("critical", service_id="web-node5", node="node5",
                            output="HTTP GET http://127.0.0.9:8080/health: 503 Service Unavailable")
-    out = explain(pair.server, WEB)
+    out = explain(pair.server, WEB)  # an output-only change: the watch's view has it too
     assert ";; instances (the agent's HTTP API):" in out
     lines = out.splitlines()
     left_out = next(i for i, line in enumerate(lines) if "127.0.0.9" in line)
