@@ -12,13 +12,17 @@
 #   docker run -d --network host -e CONSULDNS_LISTEN=127.0.0.1:5353 consuldns \
 #       serve --consul 127.0.0.1:8600 --upstream 10.0.0.2
 # or keep port 53 and run with --user root (consuldns binds, then drops to nobody).
-# Inside a container 127.0.0.1:8600 is not the host's Consul agent: pass --consul, and pass
-# --upstream too (Docker's resolver 127.0.0.11 is skipped as a loop when listening on
-# 0.0.0.0:53).
+# Inside a container 127.0.0.1:8600 is not the host's Consul agent: pass --consul (and
+# --consul-http HOST:8500 for the watch, or --consul-http off), and pass --upstream too
+# (Docker's resolver 127.0.0.11 is skipped as a loop when listening on 0.0.0.0:53).
 
 FROM python:3.12-slim AS build
+# A compiler builds the UDP packet accelerator (consuldns/_packetio.c) into the wheel; without
+# it the wheel would hold the pure-Python loop only (`consuldns --version` says which runs).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY consuldns ./consuldns
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
