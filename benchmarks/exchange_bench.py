@@ -11,24 +11,33 @@ Two views, each driving the real objects `consuldns serve` runs:
   upstream (unbound, as benchmarks.compare starts it), `--concurrency` at a time. Timed: the
   whole round, per miss (the thread's CPU time counts its system calls too).
 
-Wall and thread CPU time, best of --repeats runs. Under `valgrind --tool=callgrind`, run once
-with --rounds N and once with --rounds 0: the difference over N x burst is the user-space
-instructions per query (the kernel's work is not counted).
+Wall and thread CPU time, less the cost of reading the clocks (as in benchmarks.packetio_bench),
+best of --repeats runs. Under `valgrind --tool=callgrind`, run once with --rounds N and once
+with --rounds 0: the difference over N x burst is the user-space instructions per query (the
+kernel's work is not counted).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
-import shutil
 import socket
 import sys
-import tempfile
-import time
-from pathlib import Path
+from typing import ClassVar
 
-from benchmarks.packetio_bench import Cost, best_of, runtime_for
+from benchmarks.inprocess import (
+    Cost,
+    ask,
+    best_of,
+    clock_overhead,
+    comma_ints,
+    measure,
+    new_loop,
+    parser,
+    running_upstream,
+    runtime_for,
+    timed_rounds,
+)
 from consuldns.dns import wire
 from consuldns.serve.cache import Cache, CachePolicy
 from consuldns.serve.handler import Handler, Options
@@ -52,7 +61,7 @@ def agent_reply(qid: int, qname: bytes) -> bytes:
 class InstantGroup:
     """An upstream group that answers the hot name at once (on the next loop iteration)."""
 
-    servers = [Server("127.0.0.1", 8600)]
+    servers: ClassVar[list[Server]] = [Server("127.0.0.1", 8600)]
 
     async def resolve(self, question, deadline: float, late=None) -> Answer:
         await asyncio.sleep(0)
@@ -75,16 +84,6 @@ def hot_handler() -> Handler:
     return Handler(Cache(1000), Options(router), rng=random.Random())
 
 
-def socket_pair() -> tuple[socket.socket, socket.socket]:
-    server, client = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-    for sock in (server, client):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind(("127.0.0.1", 0))
-    server.setblocking(False)
-    client.settimeout(2.0)
-    return server, client
-
-
 async def settle(handler: Handler) -> None:
     """Until every exchange ended and what it scheduled (deferred sends) ran."""
     while len(handler.exchanges):
@@ -93,46 +92,35 @@ async def settle(handler: Handler) -> None:
         await asyncio.sleep(0)
 
 
-def followers_run(burst: int, rounds: int) -> Cost:
+def followers_run(burst: int, rounds: int, overhead: Cost) -> Cost:
     """Mean cost per query of `rounds` rounds of one exchange with `burst` queries."""
     loop = new_loop()
     handler = hot_handler()
-    server, client = socket_pair()
-    listener = UdpListener(server, handler, Access(), handler.stats)
     queries = [wire.build_query(i, HOT, wire.A, 1) for i in range(burst)]
-    target = server.getsockname()
+    listeners: dict[socket.socket, UdpListener] = {}
 
-    async def one_round() -> None:
+    async def one_round(listener: UdpListener) -> None:
         listener.on_readable()
         await settle(handler)
 
-    wall = cpu = 0
+    def wakeup(server: socket.socket) -> None:
+        listener = listeners.get(server)
+        if listener is None:  # the warm-up round
+            listener = listeners[server] = UdpListener(server, handler, Access(), handler.stats)
+        loop.run_until_complete(one_round(listener))
+
     try:
-        for number in range(rounds + 1):
-            for data in queries:
-                client.sendto(data, target)
-            started, cpu_started = time.perf_counter_ns(), time.thread_time_ns()
-            loop.run_until_complete(one_round())
-            cpu_spent, wall_spent = (time.thread_time_ns() - cpu_started,
-                                     time.perf_counter_ns() - started)
-            for _ in range(burst):
-                client.recv(4096)
-            if number:  # the first round warms up
-                wall, cpu = wall + wall_spent, cpu + cpu_spent
+        return measure(wakeup, "127.0.0.1", queries, burst, rounds, overhead)
     finally:
-        server.close()
-        client.close()
         loop.close()
-    count = max(rounds * burst, 1)
-    return Cost(wall / count, cpu / count)
 
 
-def followers_view(args) -> list[str]:
-    lines = [f"== followers of one exchange (hot TTL-0 name, 4 A records), ns per query "
-             f"(wall / CPU), best of {args.repeats} x {args.rounds} rounds"]
+def followers_view(args, overhead: Cost) -> list[str]:
+    lines = [(f"== followers of one exchange (hot TTL-0 name, 4 A records), ns per query "
+              f"(wall / CPU), best of {args.repeats} x {args.rounds} rounds")]
     costs = {}
     for burst in args.bursts:
-        costs[burst] = best_of(args.repeats, followers_run, burst, args.rounds)
+        costs[burst] = best_of(args.repeats, followers_run, burst, args.rounds, overhead)
         lines.append(f"burst {burst:4d}: {costs[burst].wall:9.0f} / {costs[burst].cpu:7.0f}")
     low, high = min(args.bursts), max(args.bursts)
     if high > low:
@@ -147,7 +135,8 @@ def followers_view(args) -> list[str]:
 # ---------------------------------------------------------------- misses
 
 
-def misses_run(upstream: str, concurrency: int, rounds: int, tag: str) -> Cost:
+def misses_run(upstream: str, concurrency: int, rounds: int, tag: str,
+               overhead: Cost) -> Cost:
     """Mean cost per miss of `rounds` rounds of `concurrency` misses at once."""
     loop = new_loop()
     handler = runtime_for(upstream).handler
@@ -157,79 +146,53 @@ def misses_run(upstream: str, concurrency: int, rounds: int, tag: str) -> Cost:
         waiting = []
         for _ in range(concurrency):
             data = wire.build_query(1, wire.text_to_name(f"m{next(names)}.{tag}.bench."), 1, 1)
-            query = handler.answer_now(data, False)
-            answered = loop.create_future()
-            handler.resolve(data, query, False, None, answered.set_result)
-            waiting.append(answered)
+            waiting.append(ask(handler, data))
         for reply in await asyncio.gather(*waiting):
             if not reply or reply[3] & 0x0F:
                 raise RuntimeError("the upstream did not answer a miss")
 
-    wall = cpu = 0
+    def step(loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(one_round())
+
     try:
-        for number in range(rounds + 1):
-            started, cpu_started = time.perf_counter_ns(), time.thread_time_ns()
-            loop.run_until_complete(one_round())
-            cpu_spent, wall_spent = (time.thread_time_ns() - cpu_started,
-                                     time.perf_counter_ns() - started)
-            if number:
-                wall, cpu = wall + wall_spent, cpu + cpu_spent
+        cost = timed_rounds(step, loop, rounds, concurrency, overhead)
         loop.run_until_complete(asyncio.sleep(0))
     finally:
         loop.close()
-    count = max(rounds * concurrency, 1)
-    return Cost(wall / count, cpu / count)
+    return cost
 
 
-def misses_view(args) -> list[str]:
-    from benchmarks.servers import cpu_layout, start_upstream
-
-    workdir = Path(tempfile.mkdtemp(prefix="consuldns-exchange-"))
-    _, rest = cpu_layout()
-    upstream = start_upstream(workdir / "upstream", rest)
-    lines = [f"== misses against {upstream.name}, ns per miss (wall / CPU), best of "
-             f"{args.repeats} x {args.rounds} rounds"]
-    try:
+def misses_view(args, overhead: Cost) -> list[str]:
+    with running_upstream("consuldns-exchange-") as upstream:
+        lines = [(f"== misses against {upstream.name}, ns per miss (wall / CPU), best of "
+                  f"{args.repeats} x {args.rounds} rounds")]
         for concurrency in args.concurrency:
-            tags = iter(range(args.repeats))
-            cost = best_of(args.repeats, lambda: misses_run(
-                upstream.address, concurrency, args.rounds, f"c{concurrency}r{next(tags)}"))
+            tags = iter(range(args.repeats))  # names never asked before, in every run
+            cost = best_of(args.repeats, lambda concurrency=concurrency, tags=tags: misses_run(
+                upstream.address, concurrency, args.rounds, f"c{concurrency}r{next(tags)}",
+                overhead))
             lines.append(f"{concurrency:4d} at a time: {cost.wall:9.0f} / {cost.cpu:7.0f}")
-    finally:
-        upstream.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return lines
 
 
 # ---------------------------------------------------------------- main
 
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when installed, as `consuldns serve` runs."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.exchange_bench",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--view", choices=("followers", "misses", "both"), default="both")
-    parser.add_argument("--bursts", default="1,64", help="followers: queries per exchange")
-    parser.add_argument("--concurrency", default="1,100", help="misses: at a time, comma list")
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    args.bursts = [int(b) for b in args.bursts.split(",")]
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    command = parser("benchmarks.exchange_bench", __doc__, ("followers", "misses"))
+    command.add_argument("--bursts", default="1,64", type=comma_ints,
+                         help="followers: queries per exchange")
+    command.add_argument("--concurrency", default="1,100", type=comma_ints,
+                         help="misses: at a time, comma list")
+    command.add_argument("--rounds", type=int, default=200)
+    command.add_argument("--repeats", type=int, default=5)
+    args = command.parse_args(argv)
+    overhead = clock_overhead()
     lines = []
     if args.view in ("followers", "both"):
-        lines += followers_view(args)
+        lines += followers_view(args, overhead)
     if args.view in ("misses", "both"):
-        lines += misses_view(args)
+        lines += misses_view(args, overhead)
     print("\n".join(lines))
     return 0
 

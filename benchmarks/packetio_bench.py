@@ -19,87 +19,29 @@ datagram (the kernel's work is not counted).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import dataclasses
 import importlib.util
-import shutil
 import socket
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.inprocess import (
+    Cost,
+    Wakeup,
+    ask,
+    best_of,
+    clock_overhead,
+    comma_ints,
+    comma_list,
+    measure,
+    parser,
+    run,
+    running_upstream,
+    runtime_for,
+)
 from consuldns import packetio
 from consuldns.dns import wire
 
-Wakeup = Callable[[socket.socket], None]
 QUERY = wire.build_query(4242, wire.text_to_name("www.example.com."), 1, 1, edns_size=1232)
-
-
-@dataclasses.dataclass
-class Cost:
-    """Nanoseconds per datagram."""
-
-    wall: float
-    cpu: float
-
-
-# ---------------------------------------------------------------- sockets and timing
-
-
-def socket_pair(host: str) -> tuple[socket.socket, socket.socket]:
-    """(server, client) UDP sockets on `host`, the server non-blocking as the listener's."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    server, client = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family,
-                                                                             socket.SOCK_DGRAM)
-    for sock in (server, client):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((host, 0))
-    server.setblocking(False)
-    client.settimeout(2.0)
-    return server, client
-
-
-def clock_overhead(samples: int = 2000) -> Cost:
-    """What reading both clocks around a wakeup costs by itself."""
-    best = Cost(float("inf"), float("inf"))
-    for _ in range(samples):
-        started, cpu = time.perf_counter_ns(), time.thread_time_ns()
-        cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - started
-        best = Cost(min(best.wall, wall), min(best.cpu, cpu))
-    return best
-
-
-def measure(wakeup: Wakeup, host: str, queries: list[bytes], burst: int, rounds: int,
-            overhead: Cost) -> Cost:
-    """Mean cost per datagram of `rounds` wakeups, each handling `burst` datagrams."""
-    server, client = socket_pair(host)
-    target = server.getsockname()
-    wall = cpu = 0
-    try:
-        for round_number in range(rounds + 1):
-            for index in range(burst):
-                client.sendto(queries[(round_number * burst + index) % len(queries)], target)
-            started, cpu_started = time.perf_counter_ns(), time.thread_time_ns()
-            wakeup(server)
-            cpu_spent = time.thread_time_ns() - cpu_started
-            wall_spent = time.perf_counter_ns() - started
-            for _ in range(burst):
-                client.recv(4096)
-            if round_number:  # the first round warms up
-                wall += wall_spent - overhead.wall
-                cpu += cpu_spent - overhead.cpu
-    finally:
-        server.close()
-        client.close()
-    return Cost(wall / (rounds * burst), cpu / (rounds * burst))
-
-
-def best_of(repeats: int, run: Callable[..., Cost], *args) -> Cost:
-    costs = [run(*args) for _ in range(repeats)]
-    return Cost(min(c.wall for c in costs), min(c.cpu for c in costs))
 
 
 # ---------------------------------------------------------------- io view
@@ -166,33 +108,15 @@ def hit_queries(count: int) -> list[bytes]:
                              edns_size=1232) for i in range(count)]
 
 
-def runtime_for(upstream_address: str):
-    """A runtime as `consuldns serve` builds it, asking upstream_address for every name."""
-    from consuldns.ops import app
-    from consuldns.ops.settings import Settings
-
-    settings = Settings()
-    settings = dataclasses.replace(
-        settings,
-        server=dataclasses.replace(settings.server, listen=("127.0.0.1:1",)),
-        upstream=dataclasses.replace(settings.upstream, servers=(upstream_address,)),
-        consul=dataclasses.replace(settings.consul, address=upstream_address))
-    return app.Runtime(settings)
-
-
 def warm_runtime(upstream_address: str, queries: list[bytes]):
     """A runtime as `consuldns serve` builds it, its cache holding every query's answer."""
     runtime = runtime_for(upstream_address)
 
     async def fill() -> None:
         for data in queries:
-            result = runtime.handler.answer_now(data, False)
-            if result.__class__ is not bytes:
-                answered = asyncio.get_running_loop().create_future()
-                runtime.handler.resolve(data, result, False, None, answered.set_result)
-                await answered
+            await ask(runtime.handler, data)
 
-    asyncio.run(fill())
+    run(fill())
     return runtime
 
 
@@ -231,43 +155,31 @@ def hit_wakeups(runtime, baseline: Path | None) -> dict[str, Wakeup]:
 
 
 def hits_view(args, overhead: Cost) -> list[str]:
-    from benchmarks.servers import cpu_layout, start_upstream
-
-    workdir = Path(tempfile.mkdtemp(prefix="consuldns-packetio-"))
-    _, rest = cpu_layout()
-    upstream = start_upstream(workdir / "upstream", rest)
-    try:
+    with running_upstream("consuldns-packetio-") as upstream:
         queries = hit_queries(args.names)
         runtime = warm_runtime(upstream.address, queries)
         wakeups = hit_wakeups(runtime, args.baseline_listener)
         return table("hits: UdpListener.on_readable with a real Handler, ns per query "
                      "(wall / CPU)", wakeups, queries, args, overhead)
-    finally:
-        upstream.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.packetio_bench",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--view", choices=("io", "hits", "both"), default="both")
-    parser.add_argument("--bursts", default="1,8,64", help="datagrams per wakeup, comma list")
-    parser.add_argument("--hosts", default="127.0.0.1", help="comma list, e.g. 127.0.0.1,::1")
-    parser.add_argument("--rounds", type=int, default=1000, help="wakeups per run")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--names", type=int, default=1000, help="hits: names in the cache")
-    parser.add_argument("--baseline-listener", type=Path, default=None,
-                        help="hits: also time this listener.py (e.g. the main checkout's)")
-    parser.add_argument("--only", default="",
-                        help="comma list of columns to run (inline, baseline, python, accel)")
-    args = parser.parse_args(argv)
-    args.only = {name for name in args.only.split(",") if name}
-    args.bursts = [int(b) for b in args.bursts.split(",")]
-    args.hosts = [h.strip() for h in args.hosts.split(",")]
+    command = parser("benchmarks.packetio_bench", __doc__, ("io", "hits"))
+    command.add_argument("--bursts", default="1,8,64", type=comma_ints,
+                         help="datagrams per wakeup, comma list")
+    command.add_argument("--hosts", default="127.0.0.1", type=comma_list,
+                         help="comma list, e.g. 127.0.0.1,::1")
+    command.add_argument("--rounds", type=int, default=1000, help="wakeups per run")
+    command.add_argument("--repeats", type=int, default=5)
+    command.add_argument("--names", type=int, default=1000, help="hits: names in the cache")
+    command.add_argument("--baseline-listener", type=Path, default=None,
+                         help="hits: also time this listener.py (e.g. the main checkout's)")
+    command.add_argument("--only", default="", type=comma_list,
+                         help="comma list of columns to run (inline, baseline, python, accel)")
+    args = command.parse_args(argv)
     overhead = clock_overhead()
     lines = [f"clock overhead subtracted: {overhead.wall} ns wall, {overhead.cpu} ns CPU"]
     if args.view in ("io", "both"):

@@ -13,10 +13,7 @@ Loopback only; each load run lasts a few seconds.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import collections
-import dataclasses
 import os
 import pstats
 import re
@@ -30,6 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks import dnsperf
+from benchmarks.inprocess import ask, comma_list, parser, run, running_upstream, runtime_for
 from benchmarks.servers import CONSUL_HOT, cpu_layout, start_agent, start_consuldns, start_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -166,23 +164,12 @@ def _cprofile(path: str, upstream, agent, workdir: Path, server_cpus: str, cpus:
 # ---------------------------------------------------------------- in process
 
 
-def inprocess(args, workdir: Path) -> str:
+def inprocess(args) -> str:
     """us per hit and per miss inside the handler, and per socket operation around it."""
     from consuldns.dns import wire
-    from consuldns.ops import app
-    from consuldns.ops.settings import Settings
 
-    _, rest = cpu_layout()
-    upstream = start_upstream(workdir / "upstream", rest)
-    try:
-        settings = Settings()
-        settings = dataclasses.replace(
-            settings,
-            server=dataclasses.replace(settings.server, listen=("127.0.0.1:1",)),
-            upstream=dataclasses.replace(settings.upstream, servers=(upstream.address,)),
-            consul=dataclasses.replace(settings.consul, address=upstream.address))
-        runtime = app.Runtime(settings)
-        handler = runtime.handler
+    with running_upstream("consuldns-profile-") as upstream:
+        handler = runtime_for(upstream.address).handler
         count = args.names
         queries = [wire.build_query(i & 0xFFFF, wire.text_to_name(f"i{i}.inproc.bench."), 1, 1)
                    for i in range(count)]
@@ -191,13 +178,10 @@ def inprocess(args, workdir: Path) -> str:
         async def misses() -> tuple[float, float]:
             started, cpu = time.perf_counter(), time.process_time()
             for data in queries:
-                result = handler.answer_now(data, False)
-                answered = asyncio.get_running_loop().create_future()
-                handler.resolve(data, result, False, None, answered.set_result)
-                await answered
+                await ask(handler, data)
             return time.perf_counter() - started, time.process_time() - cpu
 
-        elapsed, cpu = _run_loop(misses())
+        elapsed, cpu = run(misses())
         out.append(f"miss, one at a time (handler.resolve, incl. upstream socket): "
                    f"{1e6 * cpu / count:7.2f} us CPU, {1e6 * elapsed / count:7.2f} us wall")
         best = float("inf")
@@ -210,17 +194,6 @@ def inprocess(args, workdir: Path) -> str:
                    f"{1e6 * best / count:7.2f} us CPU")
         out += _socket_costs(upstream, queries[0])
         return "\n".join(out)
-    finally:
-        upstream.stop()
-
-
-def _run_loop(coroutine):
-    """Run with uvloop when installed, as `consuldns serve` does."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
 
 
 def _socket_costs(upstream, message: bytes) -> list[str]:
@@ -253,25 +226,21 @@ def _socket_costs(upstream, message: bytes) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_paths",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--view", choices=("sampled", "inprocess", "both"), default="both")
-    parser.add_argument("--tool", choices=("py-spy", "cprofile"),
-                        default="py-spy" if PY_SPY else "cprofile")
-    parser.add_argument("--paths", default=",".join(PATHS),
-                        help="comma list of " + ",".join(PATHS))
-    parser.add_argument("--seconds", type=float, default=4.0, help="load per path")
-    parser.add_argument("--top", type=int, default=20)
-    parser.add_argument("--names", type=int, default=5000, help="in-process: names")
-    parser.add_argument("--no-double", action="store_true")
-    args = parser.parse_args(argv)
-    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    command = parser("benchmarks.profile_paths", __doc__, ("sampled", "inprocess"))
+    command.add_argument("--tool", choices=("py-spy", "cprofile"),
+                         default="py-spy" if PY_SPY else "cprofile")
+    command.add_argument("--paths", default=",".join(PATHS), type=comma_list,
+                         help="comma list of " + ",".join(PATHS))
+    command.add_argument("--seconds", type=float, default=4.0, help="load per path")
+    command.add_argument("--top", type=int, default=20)
+    command.add_argument("--names", type=int, default=5000, help="in-process: names")
+    command.add_argument("--no-double", action="store_true")
+    args = command.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="consuldns-profile-"))
     try:
         parts = []
         if args.view in ("inprocess", "both"):
-            parts.append(inprocess(args, workdir))
+            parts.append(inprocess(args))
         if args.view in ("sampled", "both"):
             parts.append(sampled(args, workdir))
     finally:

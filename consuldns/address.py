@@ -87,6 +87,26 @@ def canonical(address: Address) -> Address:
     return socket.inet_ntop(family, socket.inet_pton(family, host)), port
 
 
+def parse_listen(text: str) -> Address:
+    """A listen address (HOST:PORT, the port required), canonical: two spellings of one
+    address ('127.0.0.1:05353', '127.0.0.1:5353') parse to equal tuples."""
+    return canonical(parse(text))
+
+
+def is_wildcard(host: str) -> bool:
+    """0.0.0.0 or :: (however written): a socket bound there takes every address of its
+    family."""
+    return ipaddress.ip_address(host).is_unspecified
+
+
+def overlaps(one: Address, other: Address) -> bool:
+    """Do the two listen addresses take the same port: the same address, or a wildcard and
+    any address of its family? Two TCP listeners on such addresses cannot both be bound."""
+    if one[1] != other[1] or family_of(one[0]) != family_of(other[0]):
+        return False
+    return canonical(one) == canonical(other) or is_wildcard(one[0]) or is_wildcard(other[0])
+
+
 def reaches(server: Address, listen: Address) -> bool:
     """Would a query sent to `server` arrive at a socket bound to `listen`? A wildcard listen
     address (0.0.0.0, ::) takes the loopback and unspecified addresses of its family too."""

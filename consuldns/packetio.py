@@ -28,6 +28,7 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
+# The accelerator's limits too (consuldns/_packetio.c; tests/unit/test_packetio.py checks).
 MAX_BATCH = 64
 MAX_DATAGRAM = 4096  # no legitimate query is longer: cut off, as recvfrom(4096) cuts it
 DISABLE_VARIABLE = "CONSULDNS_NO_ACCEL"
@@ -105,8 +106,6 @@ def load() -> Implementation:
 
 
 ACTIVE = load()
-recv_batch = ACTIVE.recv_batch
-send_batch = ACTIVE.send_batch
 
 
 def describe() -> str:

@@ -10,7 +10,7 @@ from consuldns import address as hostport
 from consuldns.errors import ConsulDNSError
 
 TIMEOUT = 3.0
-# ops/admin.MUTATION_HEADER, spelled out so the CLI does not load the server's modules.
+# ops/fleet.MUTATION_HEADER, spelled out so the CLI does not load the server's modules.
 MUTATION_HEADER = "X-Consuldns-Admin"
 
 

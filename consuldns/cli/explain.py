@@ -15,6 +15,7 @@ import dns.flags
 import dns.rcode
 import dns.rdatatype
 
+from consuldns import address
 from consuldns.cli import adminclient
 from consuldns.cli import query as querycmd
 from consuldns.cli.query import Request, Result
@@ -169,7 +170,8 @@ def _instances_text(instances: list[dict]) -> list[str]:
     of DNS answers (critical) or out of only_passing ones (warning) with their output."""
     lines = [";; instances (the agent's HTTP API):"] if instances else []
     for item in instances:
-        where = f"{item['address']}:{item['port']}" if item.get("port") else item["address"]
+        port = item.get("port")
+        where = address.show(item["address"], port) if port else item["address"]
         lines.append(f";;   {where} on {item['node']}: {item['health']}")
         for check in item.get("failing", []):
             output = " ".join(check["output"].split())
@@ -224,7 +226,7 @@ def _flags_cell(result: Result | None) -> str:
 def _count_cell(result: Result | None) -> str:
     if result is None or result.message is None:
         return ""
-    return str(sum(len(rrset) for rrset in result.message.answer))
+    return str(querycmd.record_count(result.message.answer))
 
 
 def _document(result: Result, request: Request, found: Explanation) -> dict:

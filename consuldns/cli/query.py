@@ -16,7 +16,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from consuldns.dns import wire
-from consuldns.errors import MalformedPacket, UpstreamError, UpstreamTimeout
+from consuldns.errors import UpstreamError, UpstreamTimeout
 from consuldns.upstream.transport import (
     Question,
     Server,
@@ -69,23 +69,28 @@ class Outcome:
 
 async def exchange(request: Request) -> Outcome:
     """Ask over UDP (then TCP if truncated), or over TCP directly; raise UpstreamError."""
-    question = Question(request.qname, request.qtype, wire.CLASS_IN, request.dnssec)
     started = time.monotonic()
-    transports = ["tcp"] if request.tcp else ["udp", "tcp"]
-    for transport in transports:
-        qid = new_query_id()
-        message = wire.build_query(qid, request.qname, request.qtype, wire.CLASS_IN,
-                                   edns_size=1232, do=request.dnssec)
-        ask = exchange_tcp if transport == "tcp" else exchange_udp
-        remaining = max(request.timeout - (time.monotonic() - started), 0.05)
-        try:
-            raw = await ask(request.server, message, qid, question, remaining)
-        except (UpstreamError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            raise UpstreamError(no_reply_text(request, exc)) from None
-        if transport == "udp" and raw[2] & 0x02:
-            continue  # truncated: ask again over TCP, as dig does
-        return Outcome(raw, transport, time.monotonic() - started)
-    raise UpstreamError("truncated reply over UDP and no TCP answer")
+    if not request.tcp:
+        raw = await _ask_over("udp", request, started)
+        if not raw[2] & 0x02:  # TC clear: the whole reply
+            return Outcome(raw, "udp", time.monotonic() - started)
+    # --tcp, or the UDP reply was truncated: ask (again) over TCP, as dig does
+    raw = await _ask_over("tcp", request, started)
+    return Outcome(raw, "tcp", time.monotonic() - started)
+
+
+async def _ask_over(transport: str, request: Request, started: float) -> bytes:
+    """One exchange over "udp" or "tcp" within what is left of the request's timeout."""
+    question = Question(request.qname, request.qtype, wire.CLASS_IN, request.dnssec)
+    qid = new_query_id()
+    message = wire.build_query(qid, request.qname, request.qtype, wire.CLASS_IN,
+                               edns_size=1232, do=request.dnssec)
+    ask = exchange_tcp if transport == "tcp" else exchange_udp
+    remaining = max(request.timeout - (time.monotonic() - started), 0.05)
+    try:
+        return await ask(request.server, message, qid, question, remaining)
+    except (UpstreamError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+        raise UpstreamError(no_reply_text(request, exc)) from None
 
 
 def no_reply_text(request: Request, exc: BaseException) -> str:
@@ -116,12 +121,11 @@ def ask(request: Request) -> Result:
     except UpstreamError as exc:
         return Result(None, None, str(exc), EXIT_NO_REPLY)
     try:
-        reply = wire.parse_reply(outcome.raw)
         message = dns.message.from_wire(outcome.raw)
-    except (MalformedPacket, dns.exception.DNSException) as exc:
+    except dns.exception.DNSException as exc:
         return Result(None, outcome, f"unreadable reply from {request.server.address}: {exc}",
                       EXIT_NO_REPLY)
-    answered = reply.rcode == wire.NOERROR and any(r.section == 0 for r in reply.records)
+    answered = message.rcode() == dns.rcode.NOERROR and bool(message.answer)
     return Result(message, outcome, None, EXIT_ANSWER if answered else EXIT_NEGATIVE)
 
 
@@ -147,8 +151,9 @@ def render(result: Result, request: Request, json_output: bool) -> str:
 
 def render_text(message: dns.message.Message, request: Request, outcome: Outcome) -> str:
     rcode = dns.rcode.to_text(message.rcode())
-    counts = (f"ANSWER: {_count(message.answer)}, AUTHORITY: {_count(message.authority)}, "
-              f"ADDITIONAL: {_count(message.additional)}")
+    counts = (f"ANSWER: {record_count(message.answer)}, "
+              f"AUTHORITY: {record_count(message.authority)}, "
+              f"ADDITIONAL: {record_count(message.additional)}")
     flags = dns.flags.to_text(message.flags).lower()
     lines = [f";; status: {rcode}, id: {message.id}", f";; flags: {flags}; QUERY: 1, {counts}"]
     if message.edns >= 0:
@@ -168,7 +173,8 @@ def render_text(message: dns.message.Message, request: Request, outcome: Outcome
     return "\n".join(lines)
 
 
-def _count(rrsets) -> int:
+def record_count(rrsets) -> int:
+    """The records of a section (dnspython groups them in rrsets)."""
     return sum(len(rrset) for rrset in rrsets)
 
 
@@ -181,11 +187,11 @@ def section_json(rrsets) -> list[dict]:
 
 def document_of(message: dns.message.Message, request: Request, outcome: Outcome) -> dict:
     """The JSON form of a reply (`query --json`)."""
+    name, qtype = question_text(request)
     return {
         "rcode": dns.rcode.to_text(message.rcode()),
         "flags": dns.flags.to_text(message.flags).split(),
-        "question": {"name": dns.name.from_wire(request.qname, 0)[0].to_text(),
-                     "type": dns.rdatatype.to_text(request.qtype)},
+        "question": {"name": name, "type": qtype},
         "answer": section_json(message.answer),
         "authority": section_json(message.authority),
         "additional": section_json(message.additional),

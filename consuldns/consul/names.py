@@ -42,13 +42,18 @@ class WatchKey:
         return f"{self.kind} {self.service}{where}"
 
 
-def watch_key(qname: bytes, domains: tuple[bytes, ...]) -> WatchKey | None:
-    """The watch of a wire-form name under one of the Consul `domains` (wire form, case-
-    folded), or None when the name is not a watchable service name."""
+def domain_labels(domains: tuple[bytes, ...]) -> tuple[list[bytes], ...]:
+    """The labels of each Consul domain (wire form, case-folded), read once for watch_key;
+    the root, which would match every name, is left out."""
+    return tuple(labels for labels in map(wire.name_labels, domains) if labels)
+
+
+def watch_key(qname: bytes, domains: tuple[list[bytes], ...]) -> WatchKey | None:
+    """The watch of a wire-form name under one of the Consul domains (their labels, from
+    domain_labels), or None when the name is not a watchable service name."""
     labels = wire.name_labels(qname)
-    for domain in domains:
-        suffix = wire.name_labels(domain)
-        if suffix and labels[-len(suffix):] == suffix:
+    for suffix in domains:
+        if labels[-len(suffix):] == suffix:
             return _parse(labels[:-len(suffix)])
     return None
 
@@ -57,14 +62,15 @@ def _parse(labels: list[bytes]) -> WatchKey | None:
     """Labels before the domain, leftmost first."""
     for position in range(len(labels) - 1, -1, -1):
         label = labels[position]
-        if label in WATCHED_KINDS or label in OTHER_KEYWORDS:
-            if label in OTHER_KEYWORDS:
-                return None
+        if label in OTHER_KEYWORDS:
+            return None
+        kind = WATCHED_KINDS.get(label)
+        if kind is not None:
             locality = _locality(labels[position + 1:])
             if locality is None:
                 return None
-            service = _service(labels[:position], WATCHED_KINDS[label])
-            return WatchKey(WATCHED_KINDS[label], service, *locality) if service else None
+            service = _service(labels[:position], kind)
+            return WatchKey(kind, service, *locality) if service else None
     return _rfc2782_without_keyword(labels)
 
 
@@ -88,8 +94,9 @@ def _service(labels: list[bytes], kind: str) -> str | None:
     dots), or `_<svc>._<tag|tcp>`."""
     if not labels:
         return None
-    if len(labels) == 2 and labels[0].startswith(b"_") and labels[1].startswith(b"_"):
-        return labels[0][1:].decode("ascii", "replace") or None
+    rfc2782 = _rfc2782_service(labels)
+    if rfc2782 is not None:
+        return rfc2782 or None
     if kind != "service" and len(labels) != 1:
         return None  # connect and ingress names take no tag
     return labels[-1].decode("ascii", "replace")
@@ -97,7 +104,12 @@ def _service(labels: list[bytes], kind: str) -> str | None:
 
 def _rfc2782_without_keyword(labels: list[bytes]) -> WatchKey | None:
     """`_<svc>._<tag|tcp>` straight under the domain (modern agents, SRV)."""
+    service = _rfc2782_service(labels)
+    return WatchKey("service", service) if service else None
+
+
+def _rfc2782_service(labels: list[bytes]) -> str | None:
+    """The `<svc>` of `_<svc>._<tag|tcp>` ("" for `_._<tag>`); None for another form."""
     if len(labels) == 2 and labels[0].startswith(b"_") and labels[1].startswith(b"_"):
-        service = labels[0][1:].decode("ascii", "replace")
-        return WatchKey("service", service) if service else None
+        return labels[0][1:].decode("ascii", "replace")
     return None

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from consuldns.dns import wire
-from consuldns.errors import MalformedPacket, UpstreamError
+from consuldns.errors import UpstreamError
 from consuldns.upstream.group import Group
-from consuldns.upstream.transport import Question, ask_once
+from consuldns.upstream.transport import ask_once
 
 READY_TIMEOUT = 1.0
 
@@ -13,13 +12,13 @@ READY_TIMEOUT = 1.0
 async def agent_ready(agent: Group, zone: str,
                       timeout: float = READY_TIMEOUT) -> tuple[bool, str]:
     """(ready, detail): any reply from one of the agent's servers counts, even an error
-    rcode; the agent is asked for the SOA of its zone."""
-    question = Question(wire.text_to_name(zone), wire.SOA)
+    rcode; the agent is asked its transport's probe question (the SOA of its zone)."""
+    question = agent.transport.probe_question(zone)
     problems = []
     for server in agent.servers:
         try:
             await ask_once(server, question, timeout)
-        except (UpstreamError, MalformedPacket) as exc:
+        except UpstreamError as exc:
             problems.append(f"agent {server.address}: {exc or type(exc).__name__}")
             continue
         return True, f"agent {server.address} answers"

@@ -43,7 +43,7 @@ class AgentTransport(Transport):
         """
         if self.mode != "auto" or reply.rcode != wire.NOERROR:
             return False
-        answers = sum(1 for r in reply.records if r.section == 0)
         if not reply.has_opt:
+            answers = sum(1 for r in reply.records if r.section == 0)
             return answers >= self.answer_limit or reply.size > 512 - 64
         return reply.size > edns - 128

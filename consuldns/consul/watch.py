@@ -32,7 +32,7 @@ from typing import Any
 
 from consuldns.consul import view
 from consuldns.consul.http import ApiError, Endpoint, client, get_json
-from consuldns.consul.names import WatchKey, watch_key
+from consuldns.consul.names import WatchKey, domain_labels, watch_key
 
 log = logging.getLogger("consuldns.watch")
 
@@ -51,7 +51,8 @@ NO_SERVERS = "No known Consul servers"
 
 class State(Enum):
     STARTING = "starting"  # no answer yet
-    WATCHING = "watching"
+    WATCHING = "watching"  # holding a blocking query: its answers may be pinned
+    WAITING = "waiting"  # on its rate limit, holding no query; its answers follow their TTL
     FAILING = "failing"  # retrying after an error; its answers follow their TTL
     UNWATCHABLE = "unwatchable"  # given up on (an ACL mismatch, 404)
 
@@ -86,12 +87,10 @@ class Watch:
         self.state = State.STARTING
         self.index = 0
         self.digest: str | None = None
-        self.generation = 0
-        self.changed_at = 0.0  # monotonic: the last DNS-visible change, or the first answer
-        self.changed_wall = 0.0  # time.time() of the same, for people
+        self.generation = 0  # DNS-visible views seen; 0: no answer yet
+        self.changed_at = 0.0  # watcher.now() of the last DNS-visible change, or the first answer
         self.instances: list[dict[str, Any]] = []
         self.entries: set[bytes] = set()
-        self.blind = True  # not holding a blocking query: changes would go unseen
         self.last_used = self.refilled = watcher.now()
         self.hits_seen = 0
         self.tokens = float(BURST)
@@ -137,7 +136,7 @@ class Watch:
         if self.tokens >= 1:
             self.tokens -= 1
             return True
-        self.blind = True
+        self.state = State.WAITING
         self.unpin()
         await asyncio.sleep((1 - self.tokens) * REFILL_SECONDS)
         self.tokens, self.refilled = 1.0, self.watcher.now()
@@ -153,7 +152,7 @@ class Watch:
             self.index = 0
             return
         self.index = index
-        if self.state is not State.WATCHING:
+        if self.state is not State.WATCHING and self.state is not State.WAITING:
             self._recovered()
         digest = view.digest(body)
         if digest != self.digest:
@@ -161,9 +160,9 @@ class Watch:
                 stats.watch_changes += 1
                 self.invalidate()
             self.digest, self.generation = digest, self.generation + 1
-            self.changed_at, self.changed_wall = self.watcher.now(), time.time()
+            self.changed_at = self.watcher.now()
         self.instances = view.summary(body)  # check outputs too, for --explain
-        self.state, self.blind = State.WATCHING, False
+        self.state = State.WATCHING
 
     def _recovered(self) -> None:
         if self.state is State.FAILING:
@@ -178,6 +177,12 @@ class Watch:
             cache.discard(key)
         self.watcher.handler.stats.watch_invalidations += len(self.entries)
         self.entries.clear()
+
+    def stop(self) -> None:
+        """Vouch for nothing and hold no query any more."""
+        self.unpin()
+        if self.task is not None:
+            self.task.cancel()
 
     def unpin(self) -> None:
         cache = self.watcher.handler.cache
@@ -194,7 +199,7 @@ class Watch:
         stats = self.watcher.handler.stats
         stats.watch_http_errors[str(exc.status or "none")] += 1
         self.unpin()
-        self.state, self.blind, self.digest, self.index = State.FAILING, True, None, 0
+        self.state, self.digest, self.index = State.FAILING, None, 0
         self.problem = str(exc)
         if exc.status is None:
             self.watcher.unreachable(exc)
@@ -224,6 +229,7 @@ class Watcher:
         self.settings = settings
         self.handler = handler  # reads handler.cache and handler.stats live
         self.now = now
+        self.domains = domain_labels(settings.domains)
         self.watches: dict[WatchKey, Watch] = {}
         self.max_watches = settings.max_watches
         self.enabled = settings.endpoint is not None
@@ -270,6 +276,14 @@ class Watcher:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    # ------------------------------------------------------------ the handler's side
+
+    def agent_lost(self, zone: str) -> bool:
+        """True while the agent has lost its servers and `zone` is one of its zones: its DNS
+        can only fail (after up to rpc_hold_timeout), so a stale answer is served at once and
+        refreshed behind, as after a failure (serve/handler.py)."""
+        return self.servers.lost and zone in self.settings.zones
+
     # ------------------------------------------------------------ the fetcher's side
 
     def ticket(self, qname: bytes) -> Ticket | None:
@@ -277,7 +291,7 @@ class Watcher:
         when the name is not watched."""
         if not self.enabled:
             return None
-        key = watch_key(qname, self.settings.domains)
+        key = watch_key(qname, self.domains)
         if key is None:
             return None
         watch = self.watches.get(key) or self._start_watch(key)
@@ -290,7 +304,7 @@ class Watcher:
         """After the agent answered: keep `entry` up to watch_ttl when its watch vouches for
         it; `answered` says whether the answer had records. True when pinned."""
         watch = self.watches.get(ticket.key)
-        if watch is None or watch.state is not State.WATCHING or watch.blind:
+        if watch is None or watch.state is not State.WATCHING:
             return False
         if (watch.generation != ticket.generation
                 or ticket.taken - watch.changed_at < self.settings.settle):
@@ -322,9 +336,7 @@ class Watcher:
         return True
 
     def stop_watch(self, watch: Watch) -> None:
-        watch.unpin()
-        if watch.task is not None:
-            watch.task.cancel()
+        watch.stop()
         if self.watches.get(watch.key) is watch:
             del self.watches[watch.key]
 
@@ -356,9 +368,8 @@ class Watcher:
                        "DNS answers for it: the HTTP token may not read it (DNS uses "
                        "acl.tokens.dns). Not watching it: its answers follow their TTL",
                        watch.key)
-        self.stop_watch(watch)
-        watch.state = State.UNWATCHABLE
-        self.watches[watch.key] = watch  # remembered, so it is not started again
+        watch.stop()
+        watch.state = State.UNWATCHABLE  # kept in the map, so it is not started again
 
     def say_once(self, topic: str, message: str, *args: Any) -> None:
         if topic not in self._said:
@@ -389,22 +400,22 @@ class Watcher:
         """The watch state of a name, for /cache and `query --explain`; None if unwatched."""
         if not self.enabled:
             return {"state": "off"}
-        key = watch_key(qname, self.settings.domains)
+        key = watch_key(qname, self.domains)
         if key is None:
             return None
         watch = self.watches.get(key)
         if watch is None:
             return {"service": str(key), "state": "not watched"}
         return {"service": str(key), "state": watch.state.value, "index": watch.index,
-                "last_change_ago": round(time.time() - watch.changed_wall, 1)
-                if watch.changed_wall else None,
+                "last_change_ago": round(self.now() - watch.changed_at, 1)
+                if watch.generation else None,
                 "pinned_answers": len(watch.entries), "instances": watch.instances,
                 "problem": watch.problem}
 
     async def health_view(self, qname: bytes) -> dict[str, Any]:
         """The instances of qname's service as the HTTP API shows them now (one request that
         does not block): for `query --explain` on a service no watch holds."""
-        key = watch_key(qname, self.settings.domains)
+        key = watch_key(qname, self.domains)
         if not self.enabled or self.http is None or key is None:
             return {}
         try:
@@ -463,14 +474,3 @@ class AgentServers:
             log.warning("the Consul agent %s its servers%s", "has lost" if lost else "has",
                         ": cached .consul answers are served stale" if lost else " again")
         self.lost = lost
-        if lost:
-            self._serve_stale_now()
-
-    def _serve_stale_now(self) -> None:
-        """Cached Consul answers are served stale at once, and refreshed behind (one at a
-        time per answer), instead of making clients wait for an agent that can only fail."""
-        watcher = self.watcher
-        now = watcher.now()
-        for entry in watcher.handler.cache.entries():
-            if entry.zone in watcher.settings.zones:
-                entry.failed_until = now + entry.stale_ttl

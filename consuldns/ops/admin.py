@@ -23,10 +23,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from consuldns import address
-from consuldns.consul.ready import agent_ready
-from consuldns.dns import wire
 from consuldns.ops import cacheview, fleet, metrics
-from consuldns.ops.fleet import Fleet
+from consuldns.ops.fleet import MUTATION_HEADER, Fleet
 
 log = logging.getLogger("consuldns.admin")
 
@@ -35,7 +33,6 @@ REQUEST_TIMEOUT = 2.0
 BODY_LIMIT = 65536
 MAX_CONNECTIONS = 16
 FLEET_PATHS = ("/metrics", "/cache", "/cache/flush")  # answered for every worker
-MUTATION_HEADER = "X-Consuldns-Admin"  # any value; consuldns's own CLI sends it
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
 INDEX = ("consuldns admin: GET /metrics, /health, /ready, /cache?name=NAME&type=TYPE; "
@@ -57,9 +54,13 @@ class Gate:
 
     def __init__(self, host: str | None = None, port: int = 0):
         self.open = 0
-        self.public = host is not None
         self.hosts = None if host is None else accepted_hosts(host, port)
-        self.any_ip_port = port if host in ("0.0.0.0", "::") else None
+        self.any_ip_port = port if host is not None and address.is_wildcard(host) else None
+
+    @property
+    def public(self) -> bool:
+        """The listener on host:port (not a worker's private socket)."""
+        return self.hosts is not None
 
     def refusal(self, request: Request) -> str | None:
         """Why the request is refused, or None."""
@@ -85,8 +86,8 @@ class Gate:
 def accepted_hosts(host: str, port: int) -> set[str]:
     """The Host header values naming a listener on host:port (loopback: its usual names)."""
     hosts = {address.show(host, port)}
-    if host in ("0.0.0.0", "::") or ipaddress.ip_address(host).is_loopback:
-        hosts |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    if address.is_wildcard(host) or ipaddress.ip_address(host).is_loopback:
+        hosts |= {f"localhost:{port}", address.show("127.0.0.1", port), address.show("::1", port)}
     return hosts
 
 
@@ -129,8 +130,9 @@ class AdminServer:
             self._server = await asyncio.start_server(partial(self._serve, Gate(host, port)),
                                                       host, port, limit=HEAD_LIMIT)
         except OSError as exc:
-            log.error("admin listener %s:%d not started: %s; DNS service continues without "
-                      "/metrics, /health and /ready", host, port, exc.strerror or exc)
+            log.error("admin listener %s not started: %s; DNS service continues without "
+                      "/metrics, /health and /ready", address.show(host, port),
+                      exc.strerror or exc)
             return False
         log.info("admin listener on http://%s/ (/metrics /health /ready /cache)",
                  address.show(host, port))
@@ -228,7 +230,7 @@ class AdminServer:
         if not bodies:
             return Response.json(503, {"error": "no worker answered"})
         if path == "/cache":
-            return Response.json(200, fleet.merge_lookup(bodies, replies))
+            return Response.json(200, fleet.merge_lookup(fleet.documents(replies)))
         result = fleet.merge_flush(bodies, len(replies))
         if missing:
             result["error"] = (f"worker(s) {', '.join(map(str, missing))} did not answer: "
@@ -246,11 +248,10 @@ class AdminServer:
         return Response.text(200, "ok\n")
 
     async def _ready(self, params: dict) -> Response:
-        route = self.runtime.router.route(wire.text_to_name(self.runtime.settings.consul.domain))
-        ready, detail = await agent_ready(route.group, route.zone)
-        return Response.text(200 if ready else 503, f"{'ready' if ready else 'not ready'}: "
-                                                     f"{detail}; "
-                                                     f"{self.runtime.watcher.status()}\n")
+        ready, detail = await self.runtime.agent_answers()
+        state = "ready" if ready else "not ready"
+        return Response.text(200 if ready else 503,
+                             f"{state}: {detail}; {self.runtime.watcher.status()}\n")
 
     async def _cache(self, params: dict) -> Response:
         try:

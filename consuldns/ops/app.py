@@ -15,7 +15,7 @@ import os
 import signal
 
 from consuldns import __version__, address
-from consuldns.consul.ready import agent_ready
+from consuldns.consul.ready import READY_TIMEOUT, agent_ready
 from consuldns.consul.watch import Watcher, WatchSettings
 from consuldns.dns import wire
 from consuldns.ops import build, descriptors, logs
@@ -67,6 +67,12 @@ class Runtime:
     @property
     def router(self):
         return self.handler.options.router
+
+    async def agent_answers(self, timeout: float = READY_TIMEOUT) -> tuple[bool, str]:
+        """(ready, detail): does the Consul agent answer, asked through the route of
+        consul.domain (consul/ready.py)? Start-up and GET /ready ask this."""
+        route = self.router.route(wire.text_to_name(self.settings.consul.domain))
+        return await agent_ready(route.group, route.zone, timeout)
 
     def use_watch(self, settings: WatchSettings) -> None:
         """Watch with new settings (a reload): the old watches stop, new ones start."""
@@ -130,7 +136,7 @@ class Server:
 
     async def serve(self) -> int:
         settings = self.runtime.settings
-        addresses = [address.parse(text) for text in settings.server.listen]
+        addresses = [address.parse_listen(text) for text in settings.server.listen]
         try:
             bound = bind(addresses, settings.server.workers)
         except BindError as exc:
@@ -164,14 +170,12 @@ class Server:
 
     async def _check_agent(self) -> None:
         """Say at startup whether the agent answers: the first thing an operator wants to know."""
-        domain = self.runtime.settings.consul.domain
-        route = self.runtime.router.route(wire.text_to_name(domain))
-        ready, detail = await agent_ready(route.group, route.zone, STARTUP_AGENT_TIMEOUT)
+        ready, detail = await self.runtime.agent_answers(STARTUP_AGENT_TIMEOUT)
         if ready:
             log.info("%s", detail)
         else:
             log.warning("%s: names under %s. get SERVFAIL (or stale answers) until it does",
-                        detail, domain.rstrip("."))
+                        detail, self.runtime.settings.consul.domain.rstrip("."))
 
     def _install_signals(self) -> asyncio.Event:
         stop = asyncio.Event()

@@ -19,11 +19,10 @@ from consuldns.consul.http import endpoint
 from consuldns.consul.transport import AgentTransport
 from consuldns.consul.watch import WatchSettings
 from consuldns.dns import wire
-from consuldns.errors import ConfigError
 from consuldns.ops import logs
 from consuldns.ops.config import resolv_conf_servers
 from consuldns.ops.querylog import QueryLog
-from consuldns.ops.settings import LogSettings, Settings
+from consuldns.ops.settings import LogSettings, Settings, fqdn
 from consuldns.serve.access import client_policy
 from consuldns.serve.handler import Options
 from consuldns.serve.router import Route, Router
@@ -76,14 +75,11 @@ def apply(runtime: Any, wired: Wiring) -> None:
 
 
 def watch_settings(settings: Settings, router: Router) -> WatchSettings:
-    """The watch of the agent's HTTP API; ConfigError when its address or token is wrong."""
+    """The watch of the agent's HTTP API (its address and token were checked by
+    ops/validate.py, with the same environment)."""
     consul = settings.consul
-    try:
-        point = None if consul.watch == "off" else endpoint(
-            consul.http, consul.token_file, dataclasses.asdict(consul.tls))
-    except ValueError as exc:
-        raise ConfigError(f"{settings.source}: consul.http (or CONSUL_HTTP_ADDR, "
-                          f"CONSUL_HTTP_TOKEN_FILE): {exc}") from None
+    point = None if consul.watch == "off" else endpoint(
+        consul.http, consul.token_file, dataclasses.asdict(consul.tls))
     domains = tuple(wire.text_to_name(name).lower()
                     for name in (consul.domain, consul.alt_domain) if name)
     zones = tuple(route.zone for route in router.routes if route.is_agent)
@@ -102,6 +98,8 @@ def build_router(settings: Settings) -> Router:
                   AgentTransport(consul.edns_size, consul.transport, consul.udp_answer_limit))
     agent_policy = settings.cache.consul
     upstream_timeout = settings.upstream.timeout
+    # By fqdn(): a [cache.zones] key matches its [[zones]] entry however either is written.
+    zone_caches = {fqdn(name): policy for name, policy in settings.cache.zones.items()}
     routes = [Route(fqdn(name), agent, agent_policy, is_agent=True, timeout=consul.timeout)
               for name in (consul.domain, consul.alt_domain) if name]
     for zone in consul.reverse_zones:
@@ -112,7 +110,7 @@ def build_router(settings: Settings) -> Router:
         group = Group(fqdn(zone.name), [parse_server(s) for s in zone.servers],
                       Transport(settings.upstream.edns_size), policy=zone.policy,
                       max_fails=settings.upstream.max_fails)
-        policy = settings.cache.zones.get(zone.name.rstrip("."), settings.cache.default)
+        policy = zone_caches.get(fqdn(zone.name), settings.cache.default)
         routes.append(Route(fqdn(zone.name), group, policy,
                             timeout=zone.timeout or upstream_timeout))
     return Router(routes, Route(".", default_group, settings.cache.default,
@@ -123,7 +121,7 @@ def default_servers(settings: Settings) -> list[str]:
     """upstream.servers, else the nameservers of resolv.conf that are not consuldns itself."""
     if settings.upstream.servers:
         return list(settings.upstream.servers)
-    own = [address.parse(text) for text in settings.server.listen]
+    own = [address.parse_listen(text) for text in settings.server.listen]
     servers = resolv_conf_servers(settings.upstream.resolv_conf, own)
     if not servers:
         log.warning("no upstream servers (none given and none usable in %s): names outside "
@@ -141,7 +139,3 @@ def describe_routes(router: Router) -> str:
                     if route.fallback else "")
         parts.append(f"{route.zone} -> {kind}{servers}{fallback}")
     return "; ".join(parts)
-
-
-def fqdn(name: str) -> str:
-    return name.strip().rstrip(".").lower() + "."

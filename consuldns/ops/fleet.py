@@ -26,6 +26,7 @@ from consuldns.ops.workers import Worker
 log = logging.getLogger("consuldns.admin")
 
 ASK_TIMEOUT = 2.0
+MUTATION_HEADER = "X-Consuldns-Admin"  # a POST needs it (ops/admin.py); any value will do
 LOWEST = {"consuldns_upstream_up", "consuldns_config_last_reload_successful"}
 HIGHEST = {"consuldns_build_info"}
 STATE_ORDER = {"fresh": 0, "stale": 1, "miss": 2}
@@ -47,7 +48,7 @@ class Fleet:
     async def ask(self, slot: int, method: str, target: str) -> Reply:
         """One worker's reply, or None when it does not answer (being replaced, say)."""
         request = (f"{method} {target} HTTP/1.1\r\nHost: worker-{slot}\r\n"
-                   "X-Consuldns-Admin: 1\r\nConnection: close\r\n\r\n").encode("latin-1")
+                   f"{MUTATION_HEADER}: 1\r\nConnection: close\r\n\r\n").encode("latin-1")
         try:
             async with asyncio.timeout(ASK_TIMEOUT):
                 reader, writer = await asyncio.open_unix_connection(
@@ -71,14 +72,23 @@ def _parse_response(raw: bytes) -> Reply:
         return None
 
 
+def _ok(reply: Reply) -> bool:
+    return reply is not None and reply[0] == 200
+
+
 def answered(replies: list[Reply]) -> list[bytes]:
     """The bodies of the workers that answered 200."""
-    return [reply[1] for reply in replies if reply is not None and reply[0] == 200]
+    return [reply[1] for reply in replies if _ok(reply)]
 
 
 def missing(replies: list[Reply]) -> list[int]:
     """The slots of the workers that did not answer 200."""
-    return [slot for slot, reply in enumerate(replies) if reply is None or reply[0] != 200]
+    return [slot for slot, reply in enumerate(replies) if not _ok(reply)]
+
+
+def documents(replies: list[Reply]) -> list[dict | None]:
+    """Each worker's JSON answer by slot; None for a worker that did not answer 200."""
+    return [json.loads(reply[1]) if _ok(reply) else None for reply in replies]
 
 
 # ------------------------------------------------------------ /metrics
@@ -129,14 +139,13 @@ class _Merged:
 # ------------------------------------------------------------ /cache and /cache/flush
 
 
-def merge_lookup(bodies: list[bytes], replies: list[Reply]) -> dict:
-    """The freshest worker's view of one question, and every worker's state beside it."""
-    documents = [json.loads(body) for body in bodies]
-    best = min(documents, key=lambda document: STATE_ORDER.get(document["state"], 3))
-    states = {}
-    for slot, reply in enumerate(replies):
-        ok = reply is not None and reply[0] == 200
-        states[str(slot)] = json.loads(reply[1])["state"] if ok else "unreachable"
+def merge_lookup(views: list[dict | None]) -> dict:
+    """The freshest worker's view of one question, and every worker's state beside it
+    (views by slot, as documents() gives them; at least one answered)."""
+    best = min((view for view in views if view is not None),
+               key=lambda view: STATE_ORDER.get(view["state"], 3))
+    states = {str(slot): view["state"] if view is not None else "unreachable"
+              for slot, view in enumerate(views)}
     return {**best, "workers": states}
 
 

@@ -8,7 +8,7 @@ tests/unit/test_metrics.py checks both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dns.rcode
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,6 +27,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def _counter(name: str, doc: str, value: float | None = None,
              labels: tuple[str, ...] = ()) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value, labels=labels or None)
+
+
+def _counter_by(name: str, doc: str, label: str,
+                counts: Iterable[tuple[str, float]]) -> CounterMetricFamily:
+    """A counter with one label, from (label value, count) pairs."""
+    family = _counter(name, doc, labels=(label,))
+    for value, count in counts:
+        family.add_metric([value], count)
+    return family
 
 
 def _gauge(name: str, doc: str, value: float | None = None,
@@ -67,28 +76,20 @@ class StatsCollector:
         yield _counter("consuldns_consul_watch_fallbacks", "Times a watch stopped vouching for "
                        "its answers (an error, a rate-limited wait, idle): they follow their "
                        "TTL again.", stats.watch_fallbacks)
-        errors = _counter("consuldns_consul_http_errors", "Failed requests to the agent's HTTP "
-                          "API, by status (none: no answer).", labels=("status",))
-        for status, count in sorted(stats.watch_http_errors.items()):
-            errors.add_metric([status], count)
-        yield errors
+        yield _counter_by("consuldns_consul_http_errors", "Failed requests to the agent's HTTP "
+                          "API, by status (none: no answer).", "status",
+                          sorted(stats.watch_http_errors.items()))
 
     def _queries(self) -> Iterator[Metric]:
         stats = self.runtime.stats
-        by_transport = _counter("consuldns_queries", "Queries received, by transport.",
-                                labels=("transport",))
-        for transport in ("udp", "tcp"):
-            by_transport.add_metric([transport], stats.queries[transport])
-        yield by_transport
-        by_rcode = _counter("consuldns_responses", "Replies sent, by rcode.", labels=("rcode",))
-        for rcode, count in sorted(stats.rcodes.items()):
-            by_rcode.add_metric([dns.rcode.to_text(rcode)], count)
-        yield by_rcode
-        by_zone = _counter("consuldns_zone_queries", "Queries answered from the cache or "
-                           "upstream, by the zone they were routed to.", labels=("zone",))
-        for zone in sorted(set(stats.zone_hits) | set(stats.zone_misses)):
-            by_zone.add_metric([zone], stats.zone_hits[zone] + stats.zone_misses[zone])
-        yield by_zone
+        yield _counter_by("consuldns_queries", "Queries received, by transport.", "transport",
+                          ((transport, stats.queries[transport]) for transport in ("udp", "tcp")))
+        yield _counter_by("consuldns_responses", "Replies sent, by rcode.", "rcode",
+                          ((dns.rcode.to_text(rcode), count)
+                           for rcode, count in sorted(stats.rcodes.items())))
+        yield _counter_by("consuldns_zone_queries", "Queries answered from the cache or "
+                          "upstream, by the zone they were routed to.", "zone",
+                          sorted((stats.zone_hits + stats.zone_misses).items()))
         yield _counter("consuldns_packets_dropped", "Packets not answered: unreadable, a "
                        "response, or the send buffer was full.", stats.dropped)
         yield _counter("consuldns_queries_malformed", "Queries unreadable past the header "
@@ -106,16 +107,10 @@ class StatsCollector:
 
     def _cache(self) -> Iterator[Metric]:
         stats, cache = self.runtime.stats, self.runtime.cache
-        hits = _counter("consuldns_cache_hits", "Queries answered from a fresh cache entry, "
-                        "by zone.", labels=("zone",))
-        for zone, count in sorted(stats.zone_hits.items()):
-            hits.add_metric([zone], count)
-        yield hits
-        misses = _counter("consuldns_cache_misses", "Queries that needed an upstream exchange, "
-                          "by zone.", labels=("zone",))
-        for zone, count in sorted(stats.zone_misses.items()):
-            misses.add_metric([zone], count)
-        yield misses
+        yield _counter_by("consuldns_cache_hits", "Queries answered from a fresh cache entry, "
+                          "by zone.", "zone", sorted(stats.zone_hits.items()))
+        yield _counter_by("consuldns_cache_misses", "Queries that needed an upstream exchange, "
+                          "by zone.", "zone", sorted(stats.zone_misses.items()))
         yield _counter("consuldns_cache_stale", "Stale answers served because upstream failed "
                        "(RFC 8767).", stats.stale)
         yield _counter("consuldns_cache_evictions", "Entries evicted to stay within cache.size "
@@ -167,11 +162,9 @@ class StatsCollector:
                      self.runtime.handler.exchanges.waiting)
         yield _gauge("consuldns_tcp_connections", "Open client TCP connections.",
                      listeners.tcp.count)
-        reloads = _counter("consuldns_config_reloads", "Configuration reloads (SIGHUP), by "
-                           "result.", labels=("result",))
-        for result in ("success", "failure"):
-            reloads.add_metric([result], stats.reloads[result])
-        yield reloads
+        yield _counter_by("consuldns_config_reloads", "Configuration reloads (SIGHUP), by "
+                          "result.", "result",
+                          ((result, stats.reloads[result]) for result in ("success", "failure")))
         yield _gauge("consuldns_config_last_reload_successful", "1 when the last reload was "
                      "applied (or none happened), 0 when it was rejected.",
                      1 if stats.last_reload_ok else 0)

@@ -20,8 +20,8 @@ from consuldns.serve.cache import State
 
 log = logging.getLogger("consuldns.queries")
 
-# Cache states written to the log.
-HIT, STALE, MISS, COALESCED, REFUSED, NONE = "hit", "stale", "miss", "coalesced", "refused", "-"
+# Cache states of the queries answered at once; the slow path's come from serve/handler.py.
+HIT, STALE, REFUSED, NONE = "hit", "stale", "refused", "-"
 
 
 class QueryLog:

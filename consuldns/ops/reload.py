@@ -32,7 +32,7 @@ RESTART_ONLY = ("server.user", "server.workers")  # read once, before serving st
 
 
 def listen_set(settings: Settings) -> list[Address]:
-    return [address.canonical(address.parse(text)) for text in settings.server.listen]
+    return [address.parse_listen(text) for text in settings.server.listen]
 
 
 def zones_to_flush(old: Router, new: Router, cache: Cache) -> set[str]:
@@ -112,19 +112,14 @@ class Reloader:
         return False
 
     def _bind(self, added: list[Address]) -> list[Bound] | None:
-        """Sockets for the new addresses, or None (and nothing left open) if one fails.
-        server.workers takes a restart: the running count decides (SO_REUSEPORT, steering)."""
-        workers = self.server.runtime.settings.server.workers
-        bound: list[Bound] = []
-        for host, port in added:
-            try:
-                bound += bind([(host, port)], workers)
-            except BindError as exc:
-                for sockets in bound:
-                    sockets.close()
-                self._rejected(bind_error_text(exc, self.server.dropped_root))
-                return None
-        return bound
+        """Sockets for the new addresses, or None (and nothing left open: bind closes what it
+        opened) if one fails. server.workers takes a restart: the running count decides
+        (SO_REUSEPORT, steering)."""
+        try:
+            return bind(added, self.server.runtime.settings.server.workers)
+        except BindError as exc:
+            self._rejected(bind_error_text(exc, self.server.dropped_root))
+            return None
 
     def _warn_restart_only(self, old: Settings, new: Settings) -> None:
         for key in RESTART_ONLY:
@@ -155,8 +150,6 @@ class Reloader:
         for host, port in removed:
             listeners.close(host, port)
             log.info("stopped listening on %s", _show([(host, port)]))
-
-
 
 
 def _flushed_text(flushed: set[str]) -> str:

@@ -18,6 +18,13 @@ ADMIN_OFF = ("", "off")
 WATCH_MODES = ("auto", "off")
 
 
+def fqdn(name: str) -> str:
+    """A zone name as consuldns compares it: lowercase, with one trailing dot. Routes,
+    [[zones]] names and [cache.zones] keys all go through it, so that they match however
+    they are written ('Corp.Example.', 'corp.example')."""
+    return name.strip().rstrip(".").lower() + "."
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     listen: tuple[str, ...] = ("127.0.0.1:53",)

@@ -1,11 +1,14 @@
 """Semantic checks of Settings: what the types alone do not catch.
 
 Each section has its own small checker; every problem becomes one line
-`FILE: KEY: what is wrong or expected`, and all problems are reported at once.
+`FILE: KEY: what is wrong or expected`, and all problems are reported at once. The agent's
+HTTP API is checked as the watch will reach it, with the CONSUL_HTTP_* environment variables
+that fill in what the settings leave empty.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import pwd
@@ -13,10 +16,11 @@ import ssl
 from collections.abc import Callable
 
 from consuldns import address
+from consuldns.address import Address
 from consuldns.consul.http import endpoint
 from consuldns.consul.transport import MODES as AGENT_TRANSPORTS
 from consuldns.ops import settings as known
-from consuldns.ops.settings import Settings, ZoneCacheSettings
+from consuldns.ops.settings import ConsulSettings, Settings, ZoneCacheSettings, fqdn
 from consuldns.upstream.transport import parse_server
 
 Report = Callable[[str, str], None]
@@ -49,10 +53,6 @@ def _parse_problem(parser: Callable[[str], object], text: str) -> str | None:
     return None
 
 
-def _listen_problem(text: str) -> str | None:
-    return _parse_problem(address.parse, text)
-
-
 def _server_problem(text: str, default_port: int = 53) -> str | None:
     return _parse_problem(lambda t: parse_server(t, default_port), text)
 
@@ -61,12 +61,18 @@ def _check_server(settings: Settings, report: Report) -> None:
     server = settings.server
     if not server.listen:
         report("server.listen", "needs at least one address like '127.0.0.1:53'")
+    seen: dict[Address, str] = {}
     for i, text in enumerate(server.listen):
-        problem = _listen_problem(text)
-        if problem:
-            report(f"server.listen[{i}]", problem)
-    if len(set(server.listen)) != len(server.listen):
-        report("server.listen", "lists the same address twice")
+        try:
+            listen = address.parse_listen(text)
+        except ValueError as exc:
+            report(f"server.listen[{i}]", str(exc))
+            continue
+        if listen in seen:
+            report("server.listen", f"lists the same address twice ({seen[listen]!r} and "
+                   f"{text!r}); keep one")
+        else:
+            seen[listen] = text
     if not 1 <= server.workers <= 64:
         report("server.workers", "must be between 1 and 64")
     if server.user and server.user != "root" and not _user_exists(server.user):
@@ -115,7 +121,7 @@ def _check_consul(settings: Settings, report: Report) -> None:
     if not 512 <= consul.edns_size <= 65535:
         report("consul.edns_size", "must be between 512 and 65535")
     for i, zone in enumerate(consul.reverse_zones):
-        if not (is_domain(zone) and _fold(zone).endswith(".arpa.")):
+        if not (is_domain(zone) and fqdn(zone).endswith(".arpa.")):
             report(f"consul.reverse_zones[{i}]", f"{zone!r} is not a reverse zone like "
                    "'10.in-addr.arpa'")
 
@@ -124,17 +130,12 @@ def _check_watch(settings: Settings, report: Report) -> None:
     consul = settings.consul
     if consul.watch not in known.WATCH_MODES:
         report("consul.watch", f"must be one of {', '.join(known.WATCH_MODES)}")
-    if consul.http not in ("", "off"):
-        try:
-            endpoint(consul.http, "", {}, environ={})
-        except ValueError as exc:
-            report("consul.http", f"{exc}; write HOST:PORT, http(s)://HOST:PORT, "
-                   "unix:///PATH or \"off\"")
+    if consul.watch != "off":
+        _check_http(consul, report)
     if not 1 <= consul.max_watches <= 150:
         report("consul.max_watches", "must be between 1 and 150 (each watch holds one of the "
                "agent's 200 HTTP connections per client address, shared with other tools)")
-    for key, path in (("consul.token_file", consul.token_file),
-                      ("consul.tls.ca_file", consul.tls.ca_file),
+    for key, path in (("consul.tls.ca_file", consul.tls.ca_file),
                       ("consul.tls.cert_file", consul.tls.cert_file),
                       ("consul.tls.key_file", consul.tls.key_file)):
         if path and not os.access(path, os.R_OK):
@@ -142,10 +143,39 @@ def _check_watch(settings: Settings, report: Report) -> None:
     _check_tls(consul.tls, report)
 
 
+def _check_http(consul: ConsulSettings, report: Report) -> None:
+    """The agent's HTTP API as the watch will reach it (consul/http.endpoint, reading the
+    environment): first its address, then the token file, each named by where it came from."""
+    tls = dataclasses.asdict(consul.tls)
+    without_token_file = {name: value for name, value in os.environ.items()
+                          if name != "CONSUL_HTTP_TOKEN_FILE"}
+    try:
+        endpoint(consul.http, "", tls, environ=without_token_file)
+    except ValueError as exc:
+        report(_key_or_variable("consul.http", consul.http, "CONSUL_HTTP_ADDR"),
+               f"{exc}; write HOST:PORT, http(s)://HOST:PORT, unix:///PATH or \"off\"")
+        return
+    try:  # the address is good: what fails now is the token file
+        endpoint(consul.http, consul.token_file, tls)
+    except ValueError as exc:
+        report(_key_or_variable("consul.token_file", consul.token_file,
+                                "CONSUL_HTTP_TOKEN_FILE"),
+               f"{exc}; give its path, readable by consuldns")
+
+
+def _key_or_variable(key: str, value: str, variable: str) -> str:
+    """The setting's key, naming the environment variable that stood in for it if one did."""
+    if value or not os.environ.get(variable):
+        return key
+    return f"{key} (from ${variable})"
+
+
 def _check_tls(tls, report: Report) -> None:
     """The CA and client certificate files load as TLS would load them."""
     if tls.key_file and not tls.cert_file:
         report("consul.tls.key_file", "goes with cert_file (the client certificate)")
+    if not (tls.ca_file or tls.cert_file):
+        return  # nothing to load: the system's CA bundle alone costs ~16 ms
     try:
         context = ssl.create_default_context(cafile=tls.ca_file or None)
         if tls.cert_file:
@@ -180,12 +210,12 @@ def _check_zones(settings: Settings, report: Report) -> None:
         key = f"zones[{i}]"
         if not is_domain(zone.name):
             report(f"{key}.name", "must be a domain name such as 'corp.example'")
-        elif _fold(zone.name) in taken:
+        elif fqdn(zone.name) in taken:
             report(f"{key}.name", f"{zone.name!r} already goes to the Consul agent "
                    "([consul] domain, alt_domain or reverse_zones)")
-        elif _fold(zone.name) in seen:
+        elif fqdn(zone.name) in seen:
             report(f"{key}.name", f"{zone.name!r} is listed twice")
-        seen.add(_fold(zone.name))
+        seen.add(fqdn(zone.name))
         if not zone.servers:
             report(f"{key}.servers", "needs at least one server, e.g. ['10.0.0.53']")
         for j, text in enumerate(zone.servers):
@@ -201,7 +231,7 @@ def _check_zones(settings: Settings, report: Report) -> None:
 def _check_loops(settings: Settings, report: Report) -> None:
     """A server that is consuldns itself: every query sent there would come back to it (and
     fail after the route's deadline)."""
-    own = [listen for listen in map(_address_or_none, settings.server.listen) if listen]
+    own = _listen_addresses(settings)
     for key, text, default_port in _servers_asked(settings):
         server = _address_or_none(text, default_port)  # None: reported as unreadable already
         taken = next((listen for listen in own
@@ -212,11 +242,22 @@ def _check_loops(settings: Settings, report: Report) -> None:
                    "server consuldns should forward to")
 
 
-def _address_or_none(text: str, default_port: int | None = None) -> address.Address | None:
+def _address_or_none(text: str, default_port: int | None = None) -> Address | None:
     try:
         return address.parse(text, default_port)
     except ValueError:
         return None
+
+
+def _listen_addresses(settings: Settings) -> list[Address]:
+    """server.listen parsed (address.parse_listen), leaving out what _check_server reports."""
+    parsed = []
+    for text in settings.server.listen:
+        try:
+            parsed.append(address.parse_listen(text))
+        except ValueError:
+            continue
+    return parsed
 
 
 def _servers_asked(settings: Settings) -> list[tuple[str, str, int]]:
@@ -232,7 +273,7 @@ def _servers_asked(settings: Settings) -> list[tuple[str, str, int]]:
 def _agent_zones(settings: Settings) -> set[str]:
     consul = settings.consul
     names = [consul.domain, consul.alt_domain, *consul.reverse_zones]
-    return {_fold(name) for name in names if name}
+    return {fqdn(name) for name in names if name}
 
 
 def is_domain(text: str) -> bool:
@@ -240,10 +281,6 @@ def is_domain(text: str) -> bool:
     labels = text.strip().rstrip(".").split(".")
     return bool(text.strip()) and all(0 < len(label) < 64 and " " not in label
                                       for label in labels)
-
-
-def _fold(name: str) -> str:
-    return name.strip().rstrip(".").lower() + "."
 
 
 def _check_cache(settings: Settings, report: Report) -> None:
@@ -255,13 +292,18 @@ def _check_cache(settings: Settings, report: Report) -> None:
                "is 67108864 (64 MiB). To turn the cache off set cache.size = 0")
     _check_zone_cache("cache.consul", cache.consul, report)
     _check_zone_cache("cache.default", cache.default, report)
-    zone_names = {_fold(zone.name) for zone in settings.zones}
+    zone_names = {fqdn(zone.name) for zone in settings.zones}
+    keys: dict[str, str] = {}  # fqdn -> the first key naming that zone
     for name, zone_cache in cache.zones.items():
         key = f'cache.zones."{name}"'
-        if _fold(name) not in zone_names:
+        if fqdn(name) in keys:
+            report(key, f"names the same zone as cache.zones.\"{keys[fqdn(name)]}\" (names "
+                   "are compared without case and trailing dot); keep one of them")
+        elif fqdn(name) not in zone_names:
             hint = (" (the Consul domain's cache is [cache.consul])"
-                    if _fold(name) in _agent_zones(settings) else "")
+                    if fqdn(name) in _agent_zones(settings) else "")
             report(key, f"no [[zones]] entry named {name!r}{hint}")
+        keys.setdefault(fqdn(name), name)
         _check_zone_cache(key, zone_cache, report)
 
 
@@ -301,8 +343,16 @@ def _check_admin(settings: Settings, report: Report) -> None:
     listen = settings.admin.listen
     if listen in known.ADMIN_OFF:
         return
-    problem = _listen_problem(listen)
-    if problem:
-        report("admin.listen", f"{problem}; or 'off' to disable the admin listener")
-    elif listen in settings.server.listen:
+    try:
+        admin = address.parse_listen(listen)
+    except ValueError as exc:
+        report("admin.listen", f"{exc}; or 'off' to disable the admin listener")
+        return
+    taken = next((dns for dns in _listen_addresses(settings) if address.overlaps(admin, dns)),
+                 None)
+    if taken == admin:
         report("admin.listen", f"{listen!r} is also a DNS listen address; pick another port")
+    elif taken is not None:
+        report("admin.listen", f"{listen!r} and the DNS listen address "
+               f"{address.show(*taken)!r} take the same port (a wildcard address takes it on "
+               "every address of its family); pick another port")

@@ -233,12 +233,13 @@ class Cache:
         self.max_entry_bytes = max_bytes // ENTRY_SHARE
         self._evict()
 
-    def get(self, key: bytes) -> Entry | None:
-        """The entry for key, fresh or within its stale window; None otherwise."""
+    def get(self, key: bytes, now: float | None = None) -> Entry | None:
+        """The entry for key, fresh or within its stale window; None otherwise. A caller that
+        has read the clock passes `now` (the hit path reads it once)."""
         entries = self._entries
         entry = entries.get(key)
         if entry is not None:
-            if self.now() > entry.stale_until:
+            if (self.now() if now is None else now) > entry.stale_until:
                 self._remove(key)
                 return None
             entries.move_to_end(key)

@@ -58,8 +58,9 @@ class Fetcher:
     def _late(self, query: wire.Query, route: Route, got: Answer) -> None:
         """An answer that came after its server's share of the deadline: cached for the
         client's retry, unless a fresh answer is cached already."""
-        entry = self.handler.cache.get(query.key)
-        if entry is None or entry.state(self.handler.now()) is not State.FRESH:
+        now = self.handler.now()
+        entry = self.handler.cache.get(query.key, now)
+        if entry is None or entry.state(now) is not State.FRESH:
             self.handler.stats.late_answers += 1
             self.store(query, route, got)
 

@@ -60,6 +60,9 @@ class _NoWatch:
     def ticket(self, qname: bytes) -> None:
         return None
 
+    def agent_lost(self, zone: str) -> bool:
+        return False
+
 
 NO_WATCH = _NoWatch()
 
@@ -134,20 +137,21 @@ class Handler:
     def _from_cache(self, query: wire.Query, tcp: bool,
                     known: Known | None = None) -> bytes | wire.Query:
         """A fresh (or, while upstream fails, stale) cached reply; else the query to resolve."""
-        entry = self.cache.get(query.key)
+        now = self.now()
+        entry = self.cache.get(query.key, now)
         if entry is None:
             return query
-        now = self.now()
         if now < entry.expires:
-            self.stats.cache_hits += 1
             self.stats.zone_hits[entry.zone] += 1
             entry.hits += 1
             if self.options.prefetch and entry.expires - now < entry.prefetch_margin:
                 self._refresh_in_background(query, entry)
             return self._fresh_reply(entry, now, query, tcp, known)
-        if now < entry.failed_until and entry.state(now) is State.STALE:
-            # Upstream failed moments ago: answer stale at once and keep trying behind it
-            # (RFC 8767 §5, the failure recheck timer) instead of making every client wait.
+        if ((now < entry.failed_until or self.watcher.agent_lost(entry.zone))
+                and entry.state(now) is State.STALE):
+            # Upstream failed moments ago (or the agent can only fail): answer stale at once
+            # and keep trying behind it (RFC 8767 §5, the failure recheck timer) instead of
+            # making every client wait.
             self._refresh_in_background(query, entry)
             return self._stale(entry, query, tcp)
         return query
@@ -192,7 +196,6 @@ class Handler:
         joins or starts ends, or at once when it may do neither (docs/design.md, "Bad and
         hostile input": stale if there is a stale answer, else SERVFAIL or nothing)."""
         route = self.options.router.route(query.qname)
-        self.stats.cache_misses += 1
         self.stats.zone_misses[route.zone] += 1
         waiter = partial(self._deliver, data, query, tcp, client, deliver, route, self.now())
         joined = self.exchanges.join(query.key, partial(waiter, COALESCED))
@@ -225,8 +228,9 @@ class Handler:
 
     def _turned_away(self, query: wire.Query, tcp: bool, otherwise: bytes) -> bytes:
         """A stale answer when the cache has one to serve, else `otherwise`."""
-        entry = self.cache.get(query.key)
-        if entry is not None and entry.state(self.now()) is State.STALE:
+        now = self.now()
+        entry = self.cache.get(query.key, now)
+        if entry is not None and entry.state(now) is State.STALE:
             return self._stale(entry, query, tcp)
         return otherwise
 
@@ -306,9 +310,11 @@ class Handler:
         route = self.options.router.route(query.qname)
         refreshed = partial(self._refreshed, entry, route)
         joined = self.exchanges.join(query.key, refreshed)
-        if joined is ABSENT and self._may_start(None):
+        if joined is ABSENT:
+            if not self._may_start(None):
+                return
             self.exchanges.start(query.key, self.fetcher.fetch(query, route), refreshed)
-        elif joined is ABSENT or joined is FULL:
+        elif joined is FULL:
             return
         else:
             self.stats.coalesced += 1
@@ -322,7 +328,6 @@ class Handler:
             entry.failed_until = self.now() + route.policy.stale_ttl
         elif isinstance(outcome, Exception):
             log.error("background refresh failed", exc_info=outcome)
-
 
 
 def client_network(client: Any) -> object:

@@ -20,8 +20,6 @@ class Stats:
     def __init__(self) -> None:
         self.queries: Counter[str] = Counter()  # by transport
         self.rcodes: Counter[int] = Counter()
-        self.cache_hits = 0
-        self.cache_misses = 0
         self.stale = 0
         self.coalesced = 0
         self.coalesced_dropped = 0  # turned away: too many already waited on the exchange
@@ -47,6 +45,11 @@ class Stats:
         self.watch_fallbacks = 0  # watches that stopped vouching for their answers
         self.watch_http_errors: Counter[str] = Counter()  # by HTTP status ("none": no reply)
         self.last_reload_ok = True
+
+    @property
+    def cache_hits(self) -> int:
+        """Fresh cache hits, all zones."""
+        return sum(self.zone_hits.values())
 
     def observe_upstream(self, server: object, seconds: float) -> None:
         """Record how long an upstream server took to give the answer that was used."""

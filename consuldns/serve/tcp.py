@@ -35,8 +35,12 @@ class TcpConnections:
         self.access = access
         self.limits = limits
         self.stats = stats
-        self.count = 0
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def count(self) -> int:
+        """Open client connections."""
+        return len(self._writers)
 
     def close_all(self) -> None:
         for writer in list(self._writers):
@@ -48,7 +52,6 @@ class TcpConnections:
             self.stats.overload += 1
             writer.close()
             return
-        self.count += 1
         self._writers.add(writer)
         connection = Connection(self, writer)
         try:
@@ -57,7 +60,6 @@ class TcpConnections:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.count -= 1
             self._writers.discard(writer)
             writer.close()
 

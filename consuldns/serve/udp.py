@@ -60,6 +60,7 @@ class UdpListener:
         handler = self.handler
         answer_now = handler.answer_now
         allows = self.access.allows
+        query_log = handler.options.query_log
         rcodes = self.stats.rcodes
         replies: list = []
         try:
@@ -67,8 +68,8 @@ class UdpListener:
                 if not allows(client[0]):
                     reply = self._refusal(data, client)
                 elif (reply := answer_now(data, False)).__class__ is bytes:
-                    if handler.options.query_log is not None:
-                        handler.options.query_log.answered(handler, client, data, reply, False)
+                    if query_log is not None:
+                        query_log.answered(handler, client, data, reply, False)
                 else:
                     handler.resolve(data, reply, False, client, partial(self.send, client))
                     continue

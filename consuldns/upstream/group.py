@@ -40,20 +40,24 @@ class Group:
         return tuple(s.address for s in self.servers), self.policy, self.transport
 
     def order(self) -> list[Server]:
-        """Servers in the order to try: by policy, with servers marked down last."""
-        servers = list(self.servers)
+        """Servers in the order to try: by policy, with servers marked down last. The
+        group's own list when policy and health leave it as it is: not to be changed."""
+        servers = self.servers
         if self.policy == "random" and len(servers) > 1:
-            servers.sort(key=lambda _: secrets.randbits(16))
+            servers = sorted(servers, key=lambda _: secrets.randbits(16))
         elif self.policy == "round_robin" and len(servers) > 1:
             self._next = (self._next + 1) % len(servers)
             servers = servers[self._next:] + servers[:self._next]
-        return sorted(servers, key=lambda s: s.down_since is not None)
+        if any(server.down_since is not None for server in servers):
+            servers = sorted(servers, key=lambda s: s.down_since is not None)
+        return servers
 
     async def resolve(self, question: Question, deadline: float,
                       late: Callable[[Answer], None] | None = None) -> Answer:
         """Ask the servers in turn until one answers usefully; raise UpstreamError if none does.
         `late` gets a usable answer a server gives after its share of the deadline."""
         servers = self.order()
+        usable_late = self._usable_only(late)
         last_error: UpstreamError = UpstreamError("no upstream servers configured")
         for index, server in enumerate(servers):
             remaining = deadline - self.now()
@@ -62,34 +66,48 @@ class Group:
             share = remaining / (len(servers) - index)
             try:
                 answer = await self.transport.ask(server, question, share, self.now,
-                                                  self._usable_late(server, late))
+                                                  usable_late)
             except OutOfSockets:
                 raise  # this process is out of descriptors: no server is to blame
             except UpstreamError as exc:
                 self._failed(server)
                 last_error = exc
                 continue
-            if answer.reply.rcode in FAILOVER_RCODES:
+            if not self._usable(answer.reply):
                 self._failed(server)
                 last_error = UpstreamError(
                     f"{server.address} answered rcode {answer.reply.rcode}", answer.reply.rcode)
                 continue
-            self._succeeded(server)
+            self.succeeded(server)
             return answer
         if self.now() >= deadline and last_error.rcode is None:
             raise UpstreamTimeout(f"{self.name}: no answer before the deadline ({last_error})")
         raise last_error
 
-    def _usable_late(self, server: Server, late: Callable[[Answer], None] | None):
-        """A late reply counts when it is an answer the group would have used."""
+    @staticmethod
+    def _usable(reply: wire.Reply) -> bool:
+        """An answer the group gives its client, not one it fails over from."""
+        return reply.rcode not in FAILOVER_RCODES
+
+    def _usable_only(self, late: Callable[[Answer], None] | None
+                     ) -> Callable[[Answer], None] | None:
+        """A late answer counts when it is one the group would have used."""
         if late is None:
             return None
 
-        def usable(reply: wire.Reply, raw: bytes) -> None:
-            if reply.rcode not in FAILOVER_RCODES:
-                late(Answer(reply, raw, server, "udp", 0.0))
+        def usable(answer: Answer) -> None:
+            if self._usable(answer.reply):
+                late(answer)
 
         return usable
+
+    def succeeded(self, server: Server, news: str = "is answering again") -> None:
+        """server answered: its failures are forgotten and, if it was down, it is back in
+        rotation (said with `news`)."""
+        if server.down_since is not None:
+            log.warning("upstream %s %s", server.address, news)
+        server.failures = 0
+        server.down_since = None
 
     def _failed(self, server: Server) -> None:
         server.errors += 1
@@ -98,9 +116,3 @@ class Group:
             server.down_since = self.now()
             log.warning("upstream %s marked down after %d failures", server.address,
                         server.failures)
-
-    def _succeeded(self, server: Server) -> None:
-        if server.down_since is not None:
-            log.warning("upstream %s is answering again", server.address)
-        server.failures = 0
-        server.down_since = None

@@ -9,15 +9,12 @@ rotation as soon as it answers.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable
 
 from consuldns.dns import wire
-from consuldns.errors import MalformedPacket, UpstreamError
+from consuldns.errors import UpstreamError
 from consuldns.upstream.group import Group
 from consuldns.upstream.transport import Question, Server, ask_once
-
-log = logging.getLogger("consuldns.health")
 
 GroupsOf = Callable[[], Iterable[tuple[Group, str]]]  # (group, the zone it serves first)
 
@@ -26,7 +23,7 @@ async def probe(server: Server, question: Question, timeout: float) -> str | Non
     """Ask server one question; None when it gave a usable reply, else why not."""
     try:
         rcode = await ask_once(server, question, timeout)
-    except (UpstreamError, MalformedPacket) as exc:
+    except UpstreamError as exc:
         return str(exc) or type(exc).__name__
     # REFUSED is an answer from a live server (it may serve only its own zone); SERVFAIL
     # from a probe means it cannot resolve anything, so it stays down.
@@ -61,21 +58,18 @@ class HealthChecker:
         for group, zone in self.groups_of():
             for server in group.servers:
                 if server.down_since is not None and server not in self._probing:
-                    self._spawn(server, group.transport.probe_question(zone))
+                    self._spawn(group, server, group.transport.probe_question(zone))
 
-    def _spawn(self, server: Server, question: Question) -> None:
+    def _spawn(self, group: Group, server: Server, question: Question) -> None:
         self._probing.add(server)
-        task = asyncio.get_running_loop().create_task(self._probe(server, question))
+        task = asyncio.get_running_loop().create_task(self._probe(group, server, question))
         self._probes.add(task)
         task.add_done_callback(self._probes.discard)
 
-    async def _probe(self, server: Server, question: Question) -> None:
+    async def _probe(self, group: Group, server: Server, question: Question) -> None:
         try:
             problem = await probe(server, question, max(self.interval, 0.5))
         finally:
             self._probing.discard(server)
         if problem is None and server.down_since is not None:
-            server.failures = 0
-            server.down_since = None
-            log.warning("upstream %s answers health probes again: back in rotation",
-                        server.address)
+            group.succeeded(server, "answers health probes again: back in rotation")

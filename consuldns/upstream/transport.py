@@ -24,8 +24,6 @@ from consuldns.errors import MalformedPacket, OutOfSockets, UpstreamError, Upstr
 from consuldns.upstream import sockets
 from consuldns.upstream.sockets import Late, reply_matches
 
-PROBE_EDNS_SIZE = 1232
-
 
 @dataclass(frozen=True, slots=True)
 class Question:
@@ -117,16 +115,6 @@ async def exchange_tcp(server: Server, message: bytes, qid: int, question: Quest
             writer.close()
 
 
-async def ask_once(server: Server, question: Question, timeout: float) -> int:
-    """One UDP exchange outside any client query (probes, readiness): the reply's rcode.
-    Raises UpstreamError (or MalformedPacket) when there is no readable reply."""
-    qid = new_query_id()
-    message = wire.build_query(qid, question.qname, question.qtype, question.qclass,
-                               edns_size=PROBE_EDNS_SIZE)
-    raw = await _with_oserror(exchange_udp(server, message, qid, question, timeout))
-    return wire.parse_reply(raw).rcode
-
-
 _QUERY_IDS: list[int] = []
 _QUERY_ID_BATCH = 2048  # one getrandom() call per 2048 IDs instead of one per query
 os.register_at_fork(after_in_child=_QUERY_IDS.clear)  # workers never share a sequence
@@ -153,39 +141,48 @@ class Transport:
     tcp_only = False
 
     async def ask(self, server: Server, question: Question, timeout: float,
-                  now=time.monotonic, late: Callable[[wire.Reply, bytes], None] | None = None
+                  now=time.monotonic, late: Callable[[Answer], None] | None = None
                   ) -> Answer:
         """One server's validated answer; UpstreamError when it gives none in `timeout`.
-        `late` gets a complete reply that comes within LATE_ANSWER_GRACE after that."""
+        `late` gets, as an Answer, a complete reply that comes within LATE_ANSWER_GRACE
+        after that. Every exchange (the retry without EDNS, TCP) has an ID of its own."""
         started = now()
         deadline = started + timeout
         server.queries += 1
-        qid = new_query_id()
         edns = self.edns_size
         if self.tcp_only:
-            return await self._ask_tcp(server, question, qid, edns, deadline, started, now)
-        raw = await _with_oserror(exchange_udp(
-            server, self.message(question, qid, edns), qid, question, timeout,
-            self._complete_only(edns, late)))
+            return await self._ask_tcp(server, question, edns, deadline, started, now)
+        raw = await self._ask_udp(server, question, edns, timeout, late)
         reply = parse_reply(raw, server)
         if edns and reply.rcode == wire.FORMERR and not reply.has_opt:
             # An old server that rejects EDNS (RFC 6891 §7): ask again without OPT.
             edns = 0
-            raw = await _with_oserror(exchange_udp(
-                server, self.message(question, qid, 0), qid, question,
-                max(deadline - now(), 0.001), self._complete_only(0, late)))
+            raw = await self._ask_udp(server, question, 0, max(deadline - now(), 0.001), late)
             reply = parse_reply(raw, server)
-        if reply.truncated or self.may_be_incomplete(reply, edns):
-            return await self._ask_tcp(server, question, new_query_id(), edns, deadline,
-                                       started, now)
+        if not self._complete(reply, edns):
+            return await self._ask_tcp(server, question, edns, deadline, started, now)
         return Answer(reply, raw, server, "udp", now() - started)
 
     def may_be_incomplete(self, reply: wire.Reply, edns: int) -> bool:
         """Could a UDP reply without TC still lack records? Plain servers set TC."""
         return False
 
-    def _complete_only(self, edns: int, late) -> Late | None:
-        """A late-reply callback that passes on only readable, complete replies."""
+    def _complete(self, reply: wire.Reply, edns: int) -> bool:
+        """Does a UDP reply (asked with `edns`) hold the whole answer? Else TCP is asked."""
+        return not reply.truncated and not self.may_be_incomplete(reply, edns)
+
+    async def _ask_udp(self, server: Server, question: Question, edns: int, timeout: float,
+                       late: Callable[[Answer], None] | None) -> bytes:
+        """One UDP exchange, with a fresh ID; the raw reply."""
+        qid = new_query_id()
+        return await _with_oserror(exchange_udp(
+            server, self.message(question, qid, edns), qid, question, timeout,
+            self._complete_late(server, edns, late)))
+
+    def _complete_late(self, server: Server, edns: int,
+                       late: Callable[[Answer], None] | None) -> Late | None:
+        """The callback for a reply after the deadline: a readable, complete one goes to
+        `late` as an Answer."""
         if late is None:
             return None
 
@@ -194,8 +191,8 @@ class Transport:
                 reply = wire.parse_reply(raw)
             except MalformedPacket:
                 return
-            if not reply.truncated and not self.may_be_incomplete(reply, edns):
-                late(reply, raw)
+            if self._complete(reply, edns):
+                late(Answer(reply, raw, server, "udp", 0.0))
 
         return complete
 
@@ -204,8 +201,9 @@ class Transport:
         forward does)."""
         return ROOT_NS
 
-    async def _ask_tcp(self, server: Server, question: Question, qid: int, edns: int,
+    async def _ask_tcp(self, server: Server, question: Question, edns: int,
                        deadline: float, started: float, now) -> Answer:
+        qid = new_query_id()
         raw = await _with_oserror(exchange_tcp(
             server, self.message(question, qid, edns), qid, question,
             max(deadline - now(), 0.001)))
@@ -218,6 +216,16 @@ class Transport:
     def message(question: Question, qid: int, edns: int) -> bytes:
         return wire.build_query(qid, question.qname, question.qtype, question.qclass,
                                 cd=question.cd, edns_size=edns, do=question.do)
+
+
+async def ask_once(server: Server, question: Question, timeout: float) -> int:
+    """One UDP exchange outside any client query (probes, readiness), with EDNS at
+    Transport's default size whatever the server's transport: the reply's rcode.
+    Raises UpstreamError when there is no readable reply."""
+    qid = new_query_id()
+    message = Transport.message(question, qid, Transport.edns_size)
+    raw = await _with_oserror(exchange_udp(server, message, qid, question, timeout))
+    return parse_reply(raw, server).rcode
 
 
 async def _with_oserror(coroutine):

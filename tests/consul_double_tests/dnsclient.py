@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import struct
 
 import dns.edns
 import dns.flags
@@ -12,7 +11,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from tests.e2e.client import read_frame
+from tests.e2e.client import ask_raw, read_frame, tcp_frame
 
 TIMEOUT = 3.0
 
@@ -41,19 +40,13 @@ def ask(double, name: str, qtype: str = "A", *, tcp: bool = False, **kwargs) -> 
 
 def ask_wire(double, wire: bytes, *, tcp: bool = False, timeout: float = TIMEOUT) -> bytes | None:
     """Send raw bytes; the raw reply, or None when nothing came back in time."""
-    if tcp:
-        with socket.create_connection((double.host, double.port), timeout=timeout) as sock:
-            sock.sendall(struct.pack("!H", len(wire)) + wire)
-            try:
-                return read_frame(sock)
-            except (TimeoutError, ConnectionError):
-                return None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(wire, (double.host, double.port))
+    if not tcp:
+        return ask_raw(double, wire, timeout)
+    with socket.create_connection((double.host, double.port), timeout=timeout) as sock:
+        sock.sendall(tcp_frame(wire))
         try:
-            return sock.recv(65535)
-        except TimeoutError:
+            return read_frame(sock)
+        except (TimeoutError, ConnectionError):
             return None
 
 

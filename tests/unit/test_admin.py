@@ -18,6 +18,8 @@ def request(method: str = "GET", **headers: str) -> Request:
     ("10.0.0.5", 9153, ["10.0.0.5:9153"], ["localhost:9153", "127.0.0.1:9153", "x:9153"]),
     ("0.0.0.0", 9153, ["10.0.0.5:9153", "[2001:db8::1]:9153", "localhost:9153"],
      ["evil.example:9153", "10.0.0.5:80"]),
+    ("::", 9153, ["[2001:db8::1]:9153", "[::1]:9153", "127.0.0.1:9153", "localhost:9153"],
+     ["evil.example:9153", "[2001:db8::1]:80"]),
 ])
 def test_the_host_must_name_the_listener(host, port, accepted, refused):
     gate = Gate(host, port)
@@ -34,3 +36,7 @@ def test_origin_and_simple_posts_are_refused_everywhere():
         assert "X-Consuldns-Admin" in gate.refusal(request("POST"))
         assert gate.refusal(request("POST", x_consuldns_admin="1")) is None
     assert Gate().refusal(request(host="anything")) is None  # a worker's private socket
+
+
+def test_only_the_listener_on_host_port_is_public():
+    assert Gate("127.0.0.1", 9153).public and not Gate().public

@@ -9,15 +9,8 @@ import dns.flags
 from consuldns.dns import template, wire
 from consuldns.dns.template import render
 from consuldns.serve.cache import Cache, CachePolicy, Entry, Kind, classify
+from tests.unit.fakes import Clock
 from tests.unit.helpers import SOA_TEXT, reply_bytes
-
-
-class Clock:
-    def __init__(self, start: float = 1000.0):
-        self.time = start
-
-    def __call__(self) -> float:
-        return self.time
 
 
 def decide(data: bytes, policy=CachePolicy()):

@@ -127,6 +127,45 @@ def test_check_config_refuses_itself_as_zone_server(tmp_path):
             "'127.0.0.1:5354')") in result.output
 
 
+BAD_AGENT_ADDRESS = ("consul.http (from $CONSUL_HTTP_ADDR): ftp:// is not http://, https:// or "
+                     "unix://; write HOST:PORT, http(s)://HOST:PORT, unix:///PATH or \"off\"")
+
+
+def test_check_config_reads_the_agent_address_from_the_environment(tmp_path):
+    path = tmp_path / "consuldns.toml"
+    path.write_text('[upstream]\nservers = ["10.0.0.1"]\n')
+    result = runner.invoke(app, ["check-config", str(path)], env={"CONSUL_HTTP_ADDR": "ftp://x"})
+    assert result.exit_code == 1
+    assert f"{path}: {BAD_AGENT_ADDRESS}" in result.output
+    assert "ok" not in result.output
+
+
+def test_check_config_reads_the_token_file_from_the_environment(tmp_path):
+    path = tmp_path / "consuldns.toml"
+    path.write_text('[upstream]\nservers = ["10.0.0.1"]\n')
+    missing = tmp_path / "no-token"
+    result = runner.invoke(app, ["check-config", str(path)],
+                           env={"CONSUL_HTTP_TOKEN_FILE": str(missing)})
+    assert result.exit_code == 1
+    assert (f"{path}: consul.token_file (from $CONSUL_HTTP_TOKEN_FILE): cannot read the token "
+            f"file {missing}: No such file or directory; give its path, readable by "
+            "consuldns") in result.output
+
+
+def test_serve_refuses_a_bad_agent_address_from_the_environment(never_serve):
+    result = runner.invoke(app, ["serve", "--upstream", "127.0.0.1:9"],
+                           env={"CONSUL_HTTP_ADDR": "ftp://x"})
+    assert result.exit_code == 2 and never_serve == []
+    assert f"command line: {BAD_AGENT_ADDRESS}" in result.output
+
+
+def test_watch_off_does_not_read_the_agent_address(tmp_path):
+    path = tmp_path / "consuldns.toml"
+    path.write_text('[upstream]\nservers = ["10.0.0.1"]\n[consul]\nwatch = "off"\n')
+    result = runner.invoke(app, ["check-config", str(path)], env={"CONSUL_HTTP_ADDR": "ftp://x"})
+    assert result.exit_code == 0, result.output
+
+
 def test_listen_comes_from_consuldns_listen(never_serve):
     result = runner.invoke(app, ["serve", "--upstream", "127.0.0.1:9"],
                            env={"CONSULDNS_LISTEN": "127.0.0.1:5399"})

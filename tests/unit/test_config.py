@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from consuldns.cli.main import app
+from consuldns.dns import wire
 from consuldns.errors import ConfigError
-from consuldns.ops import config
+from consuldns.ops import build, config, validate
 from consuldns.ops import settings as known
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "consuldns.toml"
@@ -44,6 +45,9 @@ VALID = [
     ("admin-off", '[admin]\nlisten = "off"', "admin.listen", "off"),
     ("acl", '[acl]\nallow = ["127.0.0.1/32"]', "acl.allow", ("127.0.0.1/32",)),
     ("user-root", '[server]\nuser = "root"', "server.user", "root"),
+    ("admin-same-port-other-family",
+     '[server]\nlisten = ["0.0.0.0:5353"]\n[admin]\nlisten = "[::1]:5353"', "admin.listen",
+     "[::1]:5353"),
 ]
 
 # (id, TOML text, substring of the error)
@@ -66,6 +70,10 @@ INVALID = [
     ("listen-empty", "[server]\nlisten = []", "server.listen: needs at least one address"),
     ("listen-twice", '[server]\nlisten = ["127.0.0.1:53", "127.0.0.1:53"]',
      "server.listen: lists the same address twice"),
+    ("listen-twice-spelled-apart", '[server]\nlisten = ["127.0.0.1:5353", "127.0.0.1:05353"]',
+     "server.listen: lists the same address twice ('127.0.0.1:5353' and '127.0.0.1:05353')"),
+    ("listen-twice-v6", '[server]\nlisten = ["[::1]:5353", "[0:0::1]:5353"]',
+     "server.listen: lists the same address twice ('[::1]:5353' and '[0:0::1]:5353')"),
     ("timeout-string", '[consul]\ntimeout = "2s"',
      "consul.timeout: expected a number, got a string ('2s')"),
     ("timeout-moved", "[server]\ntimeout = 2.0",
@@ -114,6 +122,9 @@ INVALID = [
      "cache.zones.\"corp.example\": no [[zones]] entry named 'corp.example'"),
     ("zone-cache-for-consul", '[cache.zones."consul"]\nmin_ttl = 1',
      "(the Consul domain's cache is [cache.consul])"),
+    ("zone-cache-twice",
+     ZONE + '[cache.zones."corp.example"]\nmin_ttl = 1\n[cache.zones."Corp.Example."]',
+     'cache.zones."Corp.Example.": names the same zone as cache.zones."corp.example"'),
     ("min-above-max", "[cache.consul]\nmin_ttl = 10\nmax_ttl = 5",
      "cache.consul.min_ttl: is above max_ttl (10 > 5)"),
     ("servfail-ttl", "[cache.default]\nservfail_ttl = 900",
@@ -132,6 +143,14 @@ INVALID = [
      "resolved here): write e.g. '127.0.0.1:53'; or 'off' to disable the admin listener"),
     ("admin-is-dns", '[server]\nlisten = ["127.0.0.1:9153"]',
      "admin.listen: '127.0.0.1:9153' is also a DNS listen address"),
+    ("admin-is-dns-spelled-apart", '[server]\nlisten = ["127.0.0.1:09153"]',
+     "admin.listen: '127.0.0.1:9153' is also a DNS listen address"),
+    ("admin-under-dns-wildcard",
+     '[server]\nlisten = ["0.0.0.0:5353"]\n[admin]\nlisten = "127.0.0.1:5353"',
+     "admin.listen: '127.0.0.1:5353' and the DNS listen address '0.0.0.0:5353' take the same"),
+    ("admin-wildcard-over-dns",
+     '[server]\nlisten = ["[::1]:5353"]\n[admin]\nlisten = "[::]:5353"',
+     "admin.listen: '[::]:5353' and the DNS listen address '[::1]:5353' take the same port"),
 ]
 
 
@@ -168,6 +187,27 @@ def test_invalid_snippets(tmp_path, text, message):
     lines = str(raised.value).splitlines()
     assert any(message in line for line in lines), lines
     assert all(line.startswith(str(tmp_path / "consuldns.toml") + ": ") for line in lines)
+
+
+@pytest.mark.parametrize("zone,key", [("corp.example", "Corp.Example."),
+                                      ("Corp.Example.", "corp.example"),
+                                      ("corp.example.", "CORP.EXAMPLE")])
+def test_a_zone_cache_key_applies_however_it_is_written(tmp_path, zone, key):
+    text = (f'[upstream]\nservers = ["192.0.2.1"]\n[[zones]]\nname = "{zone}"\n'
+            f'servers = ["10.0.0.53"]\n[cache.zones."{key}"]\nmin_ttl = 30\n')
+    route = build.build_router(load_text(tmp_path, text)).route(
+        wire.text_to_name("www.corp.example"))
+    assert route.zone == "corp.example." and route.policy.min_ttl == 30
+
+
+def test_no_tls_file_no_tls_context(monkeypatch):
+    """Without a CA or client certificate file nothing is loaded (the system CA bundle
+    costs ~16 ms a validation, twice a reload)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("an SSL context was created")
+
+    monkeypatch.setattr(validate.ssl, "create_default_context", refuse)
+    assert validate.problems_of(known.Settings()) == []
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

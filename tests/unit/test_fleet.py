@@ -55,7 +55,7 @@ def test_the_cache_view_is_the_freshest_workers_with_every_state():
     miss = json.dumps({"name": "a.test.", "state": "miss"}).encode()
     fresh = json.dumps({"name": "a.test.", "state": "fresh", "ttl_left": 3}).encode()
     replies = [(200, miss), (200, fresh), None]
-    view = fleet.merge_lookup(fleet.answered(replies), replies)
+    view = fleet.merge_lookup(fleet.documents(replies))
     assert view["state"] == "fresh" and view["ttl_left"] == 3
     assert view["workers"] == {"0": "miss", "1": "fresh", "2": "unreachable"}
     assert fleet.missing(replies) == [2]

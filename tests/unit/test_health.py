@@ -9,8 +9,8 @@ from consuldns.consul.ready import agent_ready
 from consuldns.consul.transport import AgentTransport
 from consuldns.dns import wire
 from consuldns.upstream.group import Group
-from consuldns.upstream.health import HealthChecker
-from consuldns.upstream.transport import Server, Transport
+from consuldns.upstream.health import HealthChecker, probe
+from consuldns.upstream.transport import ROOT_NS, Server, Transport
 from tests.unit.fakes import run
 
 
@@ -96,3 +96,29 @@ def test_ready_when_the_agent_answers_even_an_error_and_not_when_nothing_listens
     (ready, detail), (not_ready, why) = run(scenario())
     assert ready and "answers" in detail
     assert not not_ready and "agent 127.0.0.1:" in why
+
+
+class Garbled(Responder):
+    """Answers with the query's ID and question, and an answer record that is not there."""
+
+    def datagram_received(self, data: bytes, client) -> None:
+        query = wire.parse_query(data)
+        self.questions.append((wire.name_to_text(query.qname), query.qtype))
+        reply = bytearray(wire.error_reply(data, query, wire.NOERROR))
+        reply[6:8] = wire.U16.pack(1)  # ANCOUNT 1, with no record after the question
+        self.transport.sendto(bytes(reply), client)
+
+
+def test_an_unreadable_reply_is_a_problem_for_probes_and_readiness():
+    async def scenario():
+        transport, garbled = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: Garbled(wire.NOERROR), local_addr=("127.0.0.1", 0))
+        server = Server("127.0.0.1", transport.get_extra_info("sockname")[1])
+        problem = await probe(server, ROOT_NS, 0.5)
+        ready = await agent_ready(Group("consul", [server], AgentTransport()), "consul.", 0.5)
+        return problem, ready, garbled
+
+    problem, (ready, detail), garbled = run(scenario())
+    assert problem is not None and "malformed reply from 127.0.0.1:" in problem
+    assert not ready and "malformed reply" in detail
+    assert garbled.questions == [(".", wire.NS), ("consul.", wire.SOA)]

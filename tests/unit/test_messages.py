@@ -102,6 +102,27 @@ def test_which_servers_are_consuldns_itself(server, listen, loops):
     assert address.reaches(server, listen) is loops
 
 
+@pytest.mark.parametrize("one,other,overlap", [
+    (("127.0.0.1", 5353), ("127.0.0.1", 5353), True),
+    (("127.0.0.1", 5353), ("0.0.0.0", 5353), True),
+    (("0.0.0.0", 5353), ("10.0.0.5", 5353), True),
+    (("::", 5353), ("::1", 5353), True),
+    (("0:0::1", 5353), ("::1", 5353), True),
+    (("127.0.0.1", 5353), ("127.0.0.1", 5354), False),
+    (("127.0.0.1", 5353), ("10.0.0.5", 5353), False),
+    (("0.0.0.0", 5353), ("::", 5353), False),  # IPv6 sockets are IPv6-only
+    (("0.0.0.0", 5353), ("::1", 5353), False),
+])
+def test_which_listen_addresses_take_the_same_port(one, other, overlap):
+    assert address.overlaps(one, other) is overlap
+    assert address.overlaps(other, one) is overlap
+
+
+def test_listen_addresses_parse_to_one_spelling():
+    assert address.parse_listen("127.0.0.1:05353") == address.parse_listen("127.0.0.1:5353")
+    assert address.parse_listen("[0:0::1]:53") == ("::1", 53)
+
+
 def test_resolv_conf_drops_only_ourselves(tmp_path):
     path = tmp_path / "resolv.conf"
     path.write_text("nameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\n"
@@ -143,6 +164,15 @@ def test_answers_with_a_ttl_keep_their_wording():
     assert explain._cache_text(entry("stale", 60, expired_for=3.0, ttl_left=0)) == (
         "stale (expired 3.0 s ago)")
     assert explain._cache_text({"state": "miss"}) == "miss"
+
+
+def test_instances_are_written_host_port_with_ipv6_in_brackets():
+    lines = explain._instances_text([
+        {"address": "2001:db8::5", "port": 8080, "node": "n1", "health": "passing"},
+        {"address": "10.0.0.5", "port": 8080, "node": "n2", "health": "passing"},
+        {"address": "10.0.0.6", "port": 0, "node": "n3", "health": "passing"}])
+    assert lines[1:] == [";;   [2001:db8::5]:8080 on n1: passing",
+                         ";;   10.0.0.5:8080 on n2: passing", ";;   10.0.0.6 on n3: passing"]
 
 
 @pytest.mark.parametrize("watch,text", [

@@ -281,6 +281,15 @@ def test_the_environment_variable_selects_the_pure_python_loop(monkeypatch):
     assert "pure-Python" in chosen.description and packetio.DISABLE_VARIABLE in chosen.description
 
 
+def test_the_accelerator_has_the_limits_of_the_fallback():
+    """MAX_BATCH and MAX_DATAGRAM are written twice, in C and in Python: they must agree."""
+    _accelerator()
+    from consuldns import _packetio
+
+    assert (_packetio.MAX_BATCH, _packetio.MAX_DATAGRAM) == (packetio.MAX_BATCH,
+                                                              packetio.MAX_DATAGRAM)
+
+
 def test_the_accelerator_runs_when_built(monkeypatch):
     accelerated = _accelerator()
     monkeypatch.delenv(packetio.DISABLE_VARIABLE, raising=False)

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from consuldns.serve.access import AccessList, RateLimitedAccess, client_policy
 from consuldns.serve.stats import Stats
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import Clock
 
 
 def limited(rate: float, burst: int, clock: Clock, stats: Stats) -> RateLimitedAccess:
@@ -23,7 +16,7 @@ def test_burst_then_refused_then_refilled():
     policy = limited(rate=2, burst=3, clock=clock, stats=stats)
     assert [policy.allows("127.0.0.1") for _ in range(5)] == [True, True, True, False, False]
     assert stats.rate_limited == 2
-    clock.now += 0.5  # one token back at 2 per second
+    clock.advance(0.5)  # one token back at 2 per second
     assert [policy.allows("127.0.0.1") for _ in range(2)] == [True, False]
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import typing
 from pathlib import Path
 
 import pytest
 
 from consuldns.ops import app, logs
+from consuldns.ops.config import ConfigSource
 from consuldns.ops.reload import RESTART_ONLY
 from consuldns.ops.settings import Settings, ZoneSettings
 from consuldns.serve.access import RateLimitedAccess
@@ -201,3 +204,36 @@ def test_restart_only_settings_are_kept_until_the_restart(dotted, tmp_path, caps
     accepted, _ = reload_to(server, replaced(base, dotted, value))
     assert accepted and server.runtime.settings == base
     assert f"{dotted} changed" in capsys.readouterr().err
+
+
+def test_a_bad_agent_address_in_the_environment_rejects_the_reload(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Reported as check-config and serve report it, and nothing changes."""
+    path = tmp_path / "consuldns.toml"
+    path.write_text('[server]\nlisten = ["127.0.0.1:0"]\n[upstream]\nservers = ["192.0.2.9"]\n'
+                    '[admin]\nlisten = "off"\n')
+    source = ConfigSource(path)
+    server = started(source.load())
+    server.reloader.source = source
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "ftp://x")
+    assert not run(server.reloader.reload())
+    assert (f"reload rejected, still serving the previous configuration: {path}: consul.http "
+            "(from $CONSUL_HTTP_ADDR): ftp:// is not http://") in capsys.readouterr().err
+    assert server.runtime.stats.reloads["failure"] == 1
+
+
+def test_a_listen_address_that_cannot_be_bound_rejects_the_reload(tmp_path, capsys):
+    """The sockets of the addresses bound before the failure are closed again."""
+    base = base_settings(tmp_path)
+    server = started(base)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        busy = f"127.0.0.1:{holder.getsockname()[1]}"
+        open_before = len(os.listdir("/proc/self/fd"))
+        accepted, after = reload_to(server, replaced(base, "server.listen",
+                                                     ("127.0.0.1:0", "127.0.0.2:0", busy)))
+        assert len(os.listdir("/proc/self/fd")) == open_before
+    assert not accepted and after["listening"] == []
+    assert server.runtime.settings == base
+    assert "reload rejected, still serving the previous configuration" in capsys.readouterr().err

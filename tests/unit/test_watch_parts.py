@@ -9,10 +9,10 @@ import pytest
 
 from consuldns.consul import view
 from consuldns.consul.http import DEFAULT_ADDRESS, endpoint
-from consuldns.consul.names import WatchKey, watch_key
+from consuldns.consul.names import WatchKey, domain_labels, watch_key
 from consuldns.dns import wire
 
-DOMAINS = (wire.text_to_name("consul"), wire.text_to_name("alt.example"))
+DOMAINS = domain_labels((wire.text_to_name("consul"), wire.text_to_name("alt.example")))
 
 
 @pytest.mark.parametrize("name,key", [
